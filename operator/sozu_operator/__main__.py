@@ -1,0 +1,3 @@
+from sozu_operator.cli import main
+
+raise SystemExit(main())

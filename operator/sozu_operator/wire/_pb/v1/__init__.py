@@ -1,0 +1,1 @@
+"""Generated code for the command protocol of Sōzu 1.0.0 (sozu.v1)."""
