@@ -7,7 +7,7 @@ Class names are Sōzu's own CamelCase verb names, the same text Sōzu uses as ke
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TypeAlias, TypeGuard
 
 from sozu_operator.proxy.model import (
     Backend,
@@ -271,5 +271,5 @@ def verb_name(request: Request) -> str:
     return type(request).__name__
 
 
-def is_mutation(request: Request) -> bool:
+def is_mutation(request: Request) -> TypeGuard[Mutation]:
     return isinstance(request, MUTATIONS)
