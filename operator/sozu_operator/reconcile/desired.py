@@ -1,0 +1,644 @@
+"""Resources → the desired proxy state of one installation (owner), with per-resource problems.
+
+One bad resource never blocks the others: each is validated, resolved and checked on its own,
+and anything wrong excludes that resource only, with a `FieldError` saying why. Rules:
+
+* **Invalid** resources (schema, CEL, semantics, fields the target Sōzu version lacks) are
+  excluded.
+* **Conflicts** (two resources producing the same Sōzu identity: a cluster id, an HTTP/HTTPS
+  frontend key, a TCP listener address, a certificate fingerprint on a listener; on Sōzu 1.0
+  also an SNI name on a listener, because 1.0 workers evict certificates sharing a name) are
+  settled by precedence: the resource created first wins, then the lowest (namespace, name);
+  resources without a creation time (files given to the CLI) come after those with one.
+  Creation time first so that a newly created resource can never take a route away from an
+  existing one by having a smaller name (Gateway API settles route conflicts the same way).
+  Resources claim their identities in precedence order, and a loser reports the winner.
+* A **frontend** needs a programmed SozuCluster of the same name in its namespace, and (when
+  live listeners are given) a Sōzu listener of its protocol at its address.
+* A **certificate** must parse, match its key, be valid now, and sit on HTTPS listeners.
+* **Backends** come from the static list or from `resolve_service`; their Sōzu ids default to
+  the address, so that reordering a list changes nothing in Sōzu. Without a resolver (CLI
+  mode) a service-backed cluster is kept with no backends and a note, and is listed in
+  `unresolved`; likewise a certificate from a Secret without `resolve_secret` is left out with
+  a note. A planner should not remove live objects on behalf of unresolved resources.
+
+Ownership markers (reconcile/ownership.py) are applied here: cluster ids get the owner prefix,
+frontends the owner and resource tags, certificates their marker name.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Literal, TypeAlias
+
+from sozu_operator.proxy import certificates as certs
+from sozu_operator.proxy.model import (
+    Backend,
+    CertificateAndKey,
+    Cluster,
+    HttpFrontend,
+    Listener,
+    ListenerType,
+    PathRule,
+    SocketAddress,
+    TcpFrontend,
+)
+from sozu_operator.reconcile import ownership
+from sozu_operator.reconcile.proxystate import (
+    BackendKey,
+    CertificateKey,
+    ListenerKey,
+    ProxyState,
+)
+from sozu_operator.resources import schema as sch
+from sozu_operator.resources.models import (
+    BackendSpec,
+    CertificateSpec,
+    ClusterSpec,
+    FieldError,
+    FrontendSpec,
+    Invalid,
+    Parsed,
+    ResourceMeta,
+    ResourceRef,
+    SecretRef,
+    ServiceRef,
+    TlsMaterial,
+)
+from sozu_operator.resources.validate import (
+    INTERNAL_ERROR,
+    NO_NAME,
+    parse_resource,
+    resource_ref,
+    version_errors,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolutionError:
+    """A resolver's answer when it cannot resolve a reference; `message` is shown to the user."""
+
+    message: str
+
+
+ServiceResolver: TypeAlias = Callable[
+    [ResourceRef, ServiceRef], Sequence[BackendSpec] | ResolutionError
+]
+SecretResolver: TypeAlias = Callable[[ResourceRef, SecretRef], TlsMaterial | ResolutionError]
+
+# The identity of each desired Sōzu object, in the same form as the ProxyState map keys.
+ObjectKey: TypeAlias = (
+    tuple[Literal["cluster"], str]
+    | tuple[Literal["backend"], BackendKey]
+    | tuple[Literal["http_frontend"], str]
+    | tuple[Literal["https_frontend"], str]
+    | tuple[Literal["tcp_frontend"], TcpFrontend]
+    | tuple[Literal["certificate"], CertificateKey]
+)
+
+
+@dataclass(frozen=True)
+class DesiredBuild:
+    """What the resources ask for, and what became of each resource."""
+
+    state: ProxyState
+    problems: tuple[FieldError, ...]  # why resources were excluded, grouped by resource
+    notes: tuple[FieldError, ...]  # informational: nothing excluded because of them
+    sources: Mapping[ObjectKey, ResourceRef]  # every object of `state` → its resource
+    accepted: tuple[ResourceRef, ...]  # resources fully represented in `state`
+    ignored: tuple[ResourceRef, ...]  # resources of another class
+    unresolved: tuple[ResourceRef, ...]  # accepted or left out only for lack of a resolver
+    certificates: Mapping[ResourceRef, certs.CertificateFacts] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    meta: Mapping[ResourceRef, ResourceMeta] = field(default_factory=lambda: MappingProxyType({}))
+
+    def problems_for(self, ref: ResourceRef) -> tuple[FieldError, ...]:
+        return tuple(problem for problem in self.problems if problem.ref == ref)
+
+    def notes_for(self, ref: ResourceRef) -> tuple[FieldError, ...]:
+        return tuple(note for note in self.notes if note.ref == ref)
+
+
+# What resources compete for: a tag ("cluster", "tcp", "certificate"…) and the Sōzu identity.
+Identity: TypeAlias = tuple[object, ...]
+
+_EPOCH = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+_CERTIFICATE_BLOCK = re.compile(
+    r"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----"
+)
+_PRECEDENCE = "created earlier, or at the same time with a lower namespace/name"
+
+
+def _precedence(parsed: Parsed) -> tuple[bool, datetime.datetime, str, str]:
+    created = parsed.meta.created
+    return (created is None, created or _EPOCH, parsed.ref.namespace, parsed.ref.name)
+
+
+def _selected(spec_class: str | None, class_name: str | None, default_class: bool) -> bool:
+    if class_name is None:
+        return True
+    return spec_class == class_name or (spec_class is None and default_class)
+
+
+def _raw_class(obj: object) -> str | None:
+    """className read leniently from a raw object, before (and whatever) validation says."""
+    if isinstance(obj, Parsed):
+        return obj.class_name
+    if not isinstance(obj, Mapping):
+        return None
+    spec = obj.get("spec")
+    value = spec.get("className") if isinstance(spec, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def _time(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def split_certificates(pem: str) -> list[str]:
+    """Each CERTIFICATE block of a PEM bundle as its own string (Sōzu 1.0 reads only the first
+    block of every chain entry, so chains are sent one certificate per entry)."""
+    return [match.group(0) + "\n" for match in _CERTIFICATE_BLOCK.finditer(pem)]
+
+
+class _Builder:
+    def __init__(
+        self,
+        *,
+        owner: str,
+        sozu_version: int,
+        live_listeners: Mapping[ListenerKey, Listener] | None,
+        resolve_service: ServiceResolver | None,
+        resolve_secret: SecretResolver | None,
+        now: datetime.datetime,
+    ) -> None:
+        self.owner = owner
+        self.sozu_version = sozu_version
+        self.live_listeners = live_listeners
+        self.resolve_service = resolve_service
+        self.resolve_secret = resolve_secret
+        self.now = now
+        self.problems: list[FieldError] = []
+        self.first_problem: dict[ResourceRef, FieldError] = {}
+        self.notes: list[FieldError] = []
+        self.sources: dict[ObjectKey, ResourceRef] = {}
+        self.claims: dict[Identity, ResourceRef] = {}
+        self.accepted: list[ResourceRef] = []
+        self.unresolved: list[ResourceRef] = []
+        self.clusters: list[Cluster] = []
+        self.backends: list[Backend] = []
+        self.http_frontends: list[HttpFrontend] = []
+        self.https_frontends: list[HttpFrontend] = []
+        self.tcp_frontends: list[TcpFrontend] = []
+        self.certificates: list[tuple[SocketAddress, str, CertificateAndKey]] = []
+        self.facts: dict[ResourceRef, certs.CertificateFacts] = {}
+        self.served: dict[SocketAddress, list[certs.CertificateFacts]] = {}
+        # (namespace, name) → Sōzu cluster id of programmed clusters, or why a cluster is not.
+        self.cluster_ids: dict[tuple[str, str], str] = {}
+        self.cluster_failures: dict[tuple[str, str], str] = {}
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def fail(self, ref: ResourceRef, path: str, message: str) -> None:
+        self.add_problems([FieldError(ref, path, message)])
+
+    def add_problems(self, problems: Iterable[FieldError]) -> None:
+        for problem in problems:
+            self.problems.append(problem)
+            self.first_problem.setdefault(problem.ref, problem)
+
+    def note(self, ref: ResourceRef, path: str, message: str) -> None:
+        self.notes.append(FieldError(ref, path, message))
+
+    def claim(
+        self, ref: ResourceRef, identities: Sequence[Identity]
+    ) -> tuple[ResourceRef, Identity] | None:
+        """Take every identity for `ref`, or none: then returns the first one already held,
+        with its holder."""
+        for identity in identities:
+            holder = self.claims.get(identity)
+            if holder is not None and holder != ref:
+                return holder, identity
+        for identity in identities:
+            self.claims[identity] = ref
+        return None
+
+    def listener_missing(self, kind: ListenerType, address: SocketAddress) -> str | None:
+        if self.live_listeners is None or (kind, address) in self.live_listeners:
+            return None
+        return f"Sōzu has no {kind.name} listener at {address}"
+
+    # --- clusters --------------------------------------------------------------------------
+
+    def add_cluster(self, parsed: Parsed, spec: ClusterSpec) -> None:
+        ref = parsed.ref
+        sozu_id = ownership.sozu_cluster_id(self.owner, spec.cluster_id)
+        backends = self.cluster_backends(ref, spec)
+        if backends is None:
+            return
+        taken = self.claim(ref, [("cluster", sozu_id)])
+        if taken is not None:
+            self.fail(
+                ref,
+                "spec.clusterId",
+                f"cluster id {spec.cluster_id!r} is already used by {taken[0]}, which takes "
+                f"precedence ({_PRECEDENCE})",
+            )
+            return
+        cluster = Cluster(
+            cluster_id=sozu_id,
+            sticky_session=spec.sticky_session,
+            https_redirect=spec.https_redirect,
+            proxy_protocol=spec.proxy_protocol,
+            load_balancing=spec.load_balancing,
+            answer_503=spec.answer_503,
+            load_metric=spec.load_metric,
+            http2=spec.http2,
+            answers=spec.answers,
+            https_redirect_port=spec.https_redirect_port,
+            authorized_hashes=spec.authorized_hashes,
+            www_authenticate=spec.www_authenticate,
+            max_connections_per_ip=spec.max_connections_per_ip,
+            retry_after=spec.retry_after,
+        )
+        self.clusters.append(cluster)
+        self.sources[("cluster", sozu_id)] = ref
+        for item in backends:
+            backend = Backend(
+                cluster_id=sozu_id,
+                backend_id=item.backend_id,
+                address=item.address,
+                sticky_id=item.sticky_id,
+                weight=item.weight,
+                backup=item.backup,
+            )
+            self.backends.append(backend)
+            self.sources[("backend", backend.identity)] = ref
+        self.cluster_ids[(ref.namespace, ref.name)] = sozu_id
+        self.accepted.append(ref)
+
+    def cluster_backends(
+        self, ref: ResourceRef, spec: ClusterSpec
+    ) -> Sequence[BackendSpec] | None:
+        if spec.service is None:
+            return spec.backends
+        service = spec.service
+        if self.resolve_service is None:
+            self.note(
+                ref,
+                "spec.service",
+                f"Service {service.namespace}/{service.name} is resolved only by the operator; "
+                "this build has no backends for it",
+            )
+            self.unresolved.append(ref)
+            return ()
+        try:
+            resolved = self.resolve_service(ref, service)
+        except Exception as error:  # a resolver bug must not break the other resources
+            resolved = ResolutionError(f"resolver failed: {type(error).__name__}: {error}")
+        if isinstance(resolved, ResolutionError):
+            self.fail(ref, "spec.service", resolved.message)
+            return None
+        # EndpointSlices may list an endpoint twice (several slices, dual ownership during a
+        # rollout); Sōzu removes backends by address, so keep one per address.
+        unique: dict[SocketAddress, BackendSpec] = {}
+        for backend in resolved:
+            unique.setdefault(backend.address, backend)
+        return tuple(unique.values())
+
+    # --- frontends -------------------------------------------------------------------------
+
+    def add_frontend(self, parsed: Parsed, spec: FrontendSpec) -> None:
+        ref = parsed.ref
+        ok = True
+        sozu_id = self.cluster_ids.get((ref.namespace, spec.cluster))
+        if sozu_id is None:
+            reason = self.cluster_failures.get(
+                (ref.namespace, spec.cluster),
+                f"there is no SozuCluster {spec.cluster!r} in namespace {ref.namespace!r}",
+            )
+            self.fail(ref, "spec.cluster", reason)
+            ok = False
+        missing = self.listener_missing(spec.protocol, spec.address)
+        if missing is not None:
+            self.fail(ref, "spec.address", missing)
+            ok = False
+        if not ok or sozu_id is None:
+            return
+        tags = ownership.frontend_tags(self.owner, ref.namespaced_name, spec.tags)
+        if spec.protocol is ListenerType.TCP:
+            tcp = TcpFrontend(cluster_id=sozu_id, address=spec.address, tags=tags)
+            taken = self.claim(ref, [("tcp", spec.address)])
+            if taken is not None:
+                self.fail(
+                    ref,
+                    "spec.address",
+                    f"the TCP listener {spec.address} already routes for {taken[0]}, which "
+                    f"takes precedence ({_PRECEDENCE})",
+                )
+                return
+            self.tcp_frontends.append(tcp)
+            self.sources[("tcp_frontend", tcp)] = ref
+            self.accepted.append(ref)
+            return
+        path = spec.path or PathRule()
+        http = HttpFrontend(
+            address=spec.address,
+            hostname=spec.hostname or "",
+            path=PathRule(path.kind, path.value),
+            cluster_id=sozu_id,
+            method=spec.method,
+            position=spec.position,
+            tags=tags,
+            redirect=spec.redirect,
+            required_auth=spec.required_auth,
+            redirect_scheme=spec.redirect_scheme,
+            redirect_template=spec.redirect_template,
+            rewrite_host=spec.rewrite_host,
+            rewrite_path=spec.rewrite_path,
+            rewrite_port=spec.rewrite_port,
+            headers=spec.headers,
+        )
+        https = spec.protocol is ListenerType.HTTPS
+        taken = self.claim(ref, [(spec.protocol, http.key)])
+        if taken is not None:
+            self.fail(
+                ref,
+                "spec",
+                f"the {spec.protocol.name} frontend {http.key!r} is already defined by "
+                f"{taken[0]}, which takes precedence ({_PRECEDENCE})",
+            )
+            return
+        if https:
+            self.https_frontends.append(http)
+            self.sources[("https_frontend", http.key)] = ref
+        else:
+            self.http_frontends.append(http)
+            self.sources[("http_frontend", http.key)] = ref
+        self.accepted.append(ref)
+
+    # --- certificates ----------------------------------------------------------------------
+
+    def material(self, ref: ResourceRef, spec: CertificateSpec) -> tuple[TlsMaterial, str] | None:
+        """The PEM material and the field path its problems are reported at."""
+        if spec.inline is not None:
+            return spec.inline, "spec.certificate"
+        secret = spec.secret_ref
+        if secret is None:  # excluded by validation; kept for the type checker
+            self.fail(ref, "spec", "has neither certificate nor secretRef")
+            return None
+        if self.resolve_secret is None:
+            self.note(
+                ref,
+                "spec.secretRef",
+                f"Secret {secret.namespace}/{secret.name} is resolved only by the operator; "
+                "this build leaves the certificate out",
+            )
+            self.unresolved.append(ref)
+            return None
+        try:
+            resolved = self.resolve_secret(ref, secret)
+        except Exception as error:  # a resolver bug must not break the other resources
+            resolved = ResolutionError(f"resolver failed: {type(error).__name__}: {error}")
+        if isinstance(resolved, ResolutionError):
+            self.fail(ref, "spec.secretRef", resolved.message)
+            return None
+        return resolved, "spec.secretRef"
+
+    def add_certificate(self, parsed: Parsed, spec: CertificateSpec) -> None:
+        ref = parsed.ref
+        found = self.material(ref, spec)
+        if found is None:
+            return
+        material, where = found
+        from_secret = where == "spec.secretRef"
+        blocks = split_certificates(material.certificate)
+        if not blocks:
+            self.fail(ref, where, "contains no PEM CERTIFICATE block")
+            return
+        leaf = blocks[0]
+        chain = [*blocks[1:]]
+        for entry in material.chain:
+            chain.extend(split_certificates(entry))
+        try:
+            certs.load_certificate(leaf)
+        except certs.CertificateError as error:
+            self.fail(ref, where, f"tls.crt: {error}" if from_secret else str(error))
+            return
+        try:
+            facts = certs.inspect(leaf, material.key, sozu_version=self.sozu_version)
+        except certs.CertificateError as error:
+            self.fail(ref, where if from_secret else "spec.key", str(error))
+            return
+        ok = True
+        if not facts.key_matches:
+            key_path = where if from_secret else "spec.key"
+            self.fail(ref, key_path, "the private key does not match the certificate")
+            ok = False
+        if self.now < facts.not_before:
+            self.fail(ref, where, f"the certificate is not valid before {_time(facts.not_before)}")
+            ok = False
+        if self.now > facts.not_after:
+            self.fail(ref, where, f"the certificate expired at {_time(facts.not_after)}")
+            ok = False
+        served = spec.names or facts.names
+        if not served:
+            self.fail(
+                ref,
+                "spec.names",
+                "the certificate names no host (no SAN DNS name, no CN): list its SNI names here",
+            )
+            ok = False
+        for index, address in enumerate(spec.addresses):
+            missing = self.listener_missing(ListenerType.HTTPS, address)
+            if missing is not None:
+                self.fail(ref, f"spec.addresses[{index}]", missing)
+                ok = False
+        if not ok:
+            return
+        identities: list[Identity] = [
+            ("certificate", address, facts.fingerprint) for address in spec.addresses
+        ]
+        if self.sozu_version < 2:
+            # Sōzu 1.0 workers evict a certificate when another one with a shared name arrives.
+            identities += [
+                ("sni", address, name.lower()) for address in spec.addresses for name in served
+            ]
+        taken = self.claim(ref, identities)
+        if taken is not None:
+            holder, identity = taken
+            if identity[0] == "certificate":
+                reason = f"the same certificate on {identity[1]}"
+            else:
+                reason = (
+                    f"the name {identity[2]!r} on {identity[1]}, and Sōzu 1.0 evicts "
+                    "certificates that share a name"
+                )
+            self.fail(
+                ref, where, f"{holder} already serves {reason}; it takes precedence ({_PRECEDENCE})"
+            )
+            return
+        certificate = CertificateAndKey(
+            certificate=leaf,
+            key=material.key,
+            certificate_chain=tuple(chain),
+            versions=spec.versions,
+            names=(*served, ownership.certificate_marker(self.owner, facts.fingerprint)),
+        )
+        served_facts = replace(facts, names=tuple(served))
+        for address in spec.addresses:
+            self.certificates.append((address, facts.fingerprint, certificate))
+            self.sources[("certificate", (address, facts.fingerprint))] = ref
+            self.served.setdefault(address, []).append(served_facts)
+        self.facts[ref] = served_facts
+        self.accepted.append(ref)
+
+    def note_uncovered_hostnames(self, frontends: Iterable[tuple[Parsed, FrontendSpec]]) -> None:
+        """An HTTPS route whose hostname no desired certificate serves gets a note (not an
+        error: the certificate may come from Sōzu's own configuration)."""
+        if any(ref.kind == sch.CERTIFICATE_KIND for ref in self.unresolved):
+            return  # a certificate we could not read may well cover it
+        accepted = set(self.accepted)
+        for parsed, spec in frontends:
+            if spec.protocol is not ListenerType.HTTPS or parsed.ref not in accepted:
+                continue
+            hostname = spec.hostname or ""
+            if not any(facts.covers(hostname) for facts in self.served.get(spec.address, ())):
+                self.note(
+                    parsed.ref,
+                    "spec.hostname",
+                    f"no SozuCertificate serves {hostname!r} on {spec.address}",
+                )
+
+    def result(
+        self, ignored: Sequence[ResourceRef], meta: Mapping[ResourceRef, ResourceMeta]
+    ) -> DesiredBuild:
+        state = ProxyState.build(
+            clusters=self.clusters,
+            backends=self.backends,
+            http_frontends=self.http_frontends,
+            https_frontends=self.https_frontends,
+            tcp_frontends=self.tcp_frontends,
+            certificates=self.certificates,
+        )
+        return DesiredBuild(
+            state=state,
+            problems=tuple(sorted(self.problems, key=lambda p: p.ref)),
+            notes=tuple(sorted(self.notes, key=lambda p: p.ref)),
+            sources=MappingProxyType(dict(self.sources)),
+            accepted=tuple(sorted(self.accepted)),
+            ignored=tuple(sorted(ignored)),
+            unresolved=tuple(sorted(set(self.unresolved))),
+            certificates=MappingProxyType(dict(self.facts)),
+            meta=MappingProxyType(dict(meta)),
+        )
+
+
+def build_desired(
+    resources: Iterable[object],
+    *,
+    owner: str,
+    sozu_version: int,
+    live_listeners: Mapping[ListenerKey, Listener] | None,
+    resolve_service: ServiceResolver | None = None,
+    resolve_secret: SecretResolver | None = None,
+    class_name: str | None = None,
+    default_class: bool = False,
+    now: datetime.datetime | None = None,
+) -> DesiredBuild:
+    """The desired state for `owner` from raw resource objects (or already `Parsed` ones).
+
+    `live_listeners` None skips the listener checks (nothing known about the proxy yet).
+    `class_name` None handles every resource; otherwise only resources of that className, plus
+    those without one when `default_class`. Raises only for a bad `owner`."""
+    ownership.check_owner(owner)
+    builder = _Builder(
+        owner=owner,
+        sozu_version=sozu_version,
+        live_listeners=live_listeners,
+        resolve_service=resolve_service,
+        resolve_secret=resolve_secret,
+        now=now or datetime.datetime.now(datetime.UTC),
+    )
+    ignored: list[ResourceRef] = []
+    candidates: list[tuple[ResourceRef, object]] = []
+    for obj in resources:
+        ref = obj.ref if isinstance(obj, Parsed) else resource_ref(obj)
+        if _selected(_raw_class(obj), class_name, default_class):
+            candidates.append((ref, obj))
+        else:
+            ignored.append(ref)
+
+    # The same resource twice (two files defining it): neither definition is trusted. Refs
+    # made up for garbage ("(no name)") are not identities, so they never count as repeats.
+    counts = Counter(ref for ref, _ in candidates if ref.kind in sch.KINDS and ref.name != NO_NAME)
+    parsed: list[Parsed] = []
+    for ref, obj in candidates:
+        if counts[ref] > 1:
+            builder.fail(ref, "", f"is defined {counts[ref]} times; no definition is used")
+            continue
+        result = _parse(obj, sozu_version)
+        if isinstance(result, Invalid):
+            builder.add_problems(result.errors)
+        else:
+            parsed.append(result)
+    meta = {p.ref: p.meta for p in parsed}
+    for ref, _ in candidates:
+        if counts[ref] > 1 or ref not in meta:
+            _remember_cluster_failure(builder, ref)
+
+    parsed.sort(key=_precedence)
+    frontends: list[tuple[Parsed, FrontendSpec]] = []
+    # Clusters first (frontends need them), then frontends, then certificates.
+    for stage in (ClusterSpec, FrontendSpec, CertificateSpec):
+        for item in parsed:
+            if not isinstance(item.spec, stage):
+                continue
+            try:
+                _add(builder, item)
+            except Exception as error:  # isolation: one resource never breaks a batch
+                builder.fail(item.ref, "", f"{INTERNAL_ERROR}: {type(error).__name__}: {error}")
+            if isinstance(item.spec, ClusterSpec):
+                _remember_cluster_failure(builder, item.ref)
+            elif isinstance(item.spec, FrontendSpec):
+                frontends.append((item, item.spec))
+    builder.note_uncovered_hostnames(frontends)
+    return builder.result(ignored, meta)
+
+
+def _parse(obj: object, sozu_version: int) -> Parsed | Invalid:
+    if isinstance(obj, Parsed):
+        problems = version_errors(obj, sozu_version)
+        return Invalid(obj.ref, problems) if problems else obj
+    return parse_resource(obj, sozu_version=sozu_version)
+
+
+def _add(builder: _Builder, item: Parsed) -> None:
+    match item.spec:
+        case ClusterSpec():
+            builder.add_cluster(item, item.spec)
+        case FrontendSpec():
+            builder.add_frontend(item, item.spec)
+        case CertificateSpec():
+            builder.add_certificate(item, item.spec)
+
+
+def _remember_cluster_failure(builder: _Builder, ref: ResourceRef) -> None:
+    """Record why a SozuCluster is not programmed, for the frontends that point at it."""
+    key = (ref.namespace, ref.name)
+    if ref.kind != sch.CLUSTER_KIND or key in builder.cluster_ids:
+        return
+    first = builder.first_problem.get(ref)
+    if first is None:
+        detail = ""
+    elif first.path:
+        detail = f": {first.path}: {first.message}"
+    else:
+        detail = f": {first.message}"
+    builder.cluster_failures[key] = f"{ref} is not programmed{detail}"
