@@ -134,8 +134,52 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--namespace", default="default", help="namespace for the resources")
     export.add_argument(
         "--include-keys", action="store_true",
-        help="write private keys inline instead of Secret references (handle the output as a secret)",
+        help="write private keys inline instead of Secret references (then handle the output "
+        "as a secret)",
     )
+
+    run = commands.add_parser(
+        "run",
+        help="run the operator: program Sōzu from the sozu.io resources in Kubernetes",
+        description="Watch SozuCluster, SozuFrontend and SozuCertificate resources (and the "
+        "TLS Secrets and EndpointSlices they use) and keep the Sōzu behind --socket programmed "
+        "accordingly. Meant to run as a sidecar next to each Sōzu: each instance writes only "
+        "its own entry of each resource's status.proxies. Credentials come from the "
+        "in-cluster service account, else from KUBECONFIG.",
+    )
+    run.add_argument("--socket", required=True, metavar="PATH", help="Sōzu's command socket")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace", "-n", action="append", metavar="NS",
+        help="namespace to watch (repeatable; default: the pod's namespace from POD_NAMESPACE, "
+        "else 'default')",
+    )
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    run.add_argument("--class", dest="class_name", metavar="NAME",
+                     help="handle only resources with this spec.className")
+    run.add_argument("--default-class", action="store_true",
+                     help="with --class: also handle resources that name no class")
+    run.add_argument("--sozu-version", type=int, choices=(1, 2), default=2)
+    run.add_argument("--owner", default=DEFAULT_OWNER,
+                     help=f"installation name marking owned objects (default: {DEFAULT_OWNER})")
+    run.add_argument("--pod-name", default=None,
+                     help="this proxy's name in status.proxies (default: env POD_NAME, else the "
+                     "host name)")
+    run.add_argument("--resync", type=float, default=60.0, metavar="SECONDS",
+                     help="re-read Sōzu and repair drift at least this often (default: 60)")
+    run.add_argument("--debounce", type=float, default=0.2, metavar="SECONDS",
+                     help="wait this long after a change for more changes (default: 0.2)")
+    run.add_argument("--restart-check", type=float, default=2.0, metavar="SECONDS",
+                     help="look for a restarted Sōzu this often (default: 2)")
+    run.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="how long to wait for each answer from Sōzu (default: 10)")
+    run.add_argument("--max-removal-share", type=float, default=0.5, metavar="SHARE",
+                     help="refuse passes removing more than this share of owned objects")
+    run.add_argument("--health-port", type=int, default=8081,
+                     help="port of /healthz and /readyz (default: 8081; 0 disables)")
+    run.add_argument("--metrics-port", type=int, default=9090,
+                     help="port of /metrics (default: 9090; 0 disables)")
+    run.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
 
     emulator = commands.add_parser(
         "emulator",
@@ -174,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_emulator(
             args.socket, args.sozu_version, args.state, args.workers, args.control
         )
+    if args.command == "run":
+        from sozu_operator.cli.run import run_operator_command
+
+        return run_operator_command(args)
     if args.command == "demo":
         from sozu_operator.cli.demo import run_demo
 

@@ -98,19 +98,21 @@ def load_inputs(paths: Sequence[str]) -> Inputs:
     return Inputs(loaded, [item.body for item in loaded.resources])
 
 
-async def read_live(args: argparse.Namespace) -> tuple[ProxyState, list[str]]:
-    if getattr(args, "state_file", None):
-        path = Path(args.state_file)
-        try:
-            parsed = parse_state(path.read_bytes(), source=str(path))
-        except OSError as error:
-            raise CliError(f"--state-file {path}: {error.strerror}") from None
-        except StateFileError as error:
-            raise CliError(str(error)) from None
-        mutations = [r for r in parsed.requests if is_mutation(r)]
-        state, refused = ConfigState.from_requests(mutations, sozu_version=args.sozu_version)
-        notes = [f"state file record refused like Sōzu would: {error}" for _, error in refused]
-        return ProxyState.from_config_state(state), notes
+def read_state_file(args: argparse.Namespace) -> tuple[ProxyState, list[str]]:
+    path = Path(args.state_file)
+    try:
+        parsed = parse_state(path.read_bytes(), source=str(path))
+    except OSError as error:
+        raise CliError(f"--state-file {path}: {error.strerror}") from None
+    except StateFileError as error:
+        raise CliError(str(error)) from None
+    mutations = [r for r in parsed.requests if is_mutation(r)]
+    state, refused = ConfigState.from_requests(mutations, sozu_version=args.sozu_version)
+    notes = [f"state file record refused like Sōzu would: {error}" for _, error in refused]
+    return ProxyState.from_config_state(state), notes
+
+
+async def read_socket(args: argparse.Namespace) -> tuple[ProxyState, list[str]]:
     reader = LiveReader()
     try:
         async with _client(args) as client:
@@ -118,6 +120,12 @@ async def read_live(args: argparse.Namespace) -> tuple[ProxyState, list[str]]:
     except SozuError as error:
         raise CliError(str(error)) from None
     return live, reader.last_stats.notes
+
+
+def read_live(args: argparse.Namespace) -> tuple[ProxyState, list[str]]:
+    if getattr(args, "state_file", None):
+        return read_state_file(args)
+    return asyncio.run(read_socket(args))
 
 
 def _compute(args: argparse.Namespace, inputs: Inputs, live: ProxyState) -> Reconciliation:
@@ -154,7 +162,7 @@ def run_plan(args: argparse.Namespace) -> int:
     try:
         _check_owner(args)
         inputs = load_inputs(args.filename)
-        live, notes = asyncio.run(read_live(args))
+        live, notes = read_live(args)
     except CliError as error:
         _err(str(error))
         return EXIT_ERROR
@@ -190,17 +198,17 @@ def run_plan(args: argparse.Namespace) -> int:
 # --- apply -------------------------------------------------------------------------------------
 
 
-async def _apply(args: argparse.Namespace) -> int:
+async def _apply(args: argparse.Namespace, plan_document_: dict[str, Any] | None) -> int:
     inputs = load_inputs(args.filename) if args.filename else None
-    live, notes = await read_live(args)
+    live, notes = await read_socket(args)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     digest = state_digest(live)
     had_errors = False
-    if args.plan:
+    if plan_document_ is not None:
         try:
-            saved = load_plan_document(json.loads(Path(args.plan).read_text()))
-        except (OSError, json.JSONDecodeError, PlanFileError) as error:
+            saved = load_plan_document(plan_document_)
+        except PlanFileError as error:
             raise CliError(f"--plan {args.plan}: {error}") from None
         if saved.owner != args.owner or saved.sozu_version != args.sozu_version:
             raise CliError(
@@ -225,10 +233,10 @@ async def _apply(args: argparse.Namespace) -> int:
             steps = restore_keys(saved, certificates)
         except PlanFileError as error:
             raise CliError(str(error)) from None
-        document = json.loads(Path(args.plan).read_text())
-        if not document.get("guard", {}).get("allowed", True) and not args.force:
+        guard = plan_document_.get("guard") or {}
+        if not guard.get("allowed", True) and not args.force:
             raise CliError(f"the saved plan was refused by the mass-deletion guard: "
-                           f"{document['guard']['reason']}; nothing was applied (use --force)")
+                           f"{guard.get('reason')}; nothing was applied (use --force)")
     else:
         if inputs is None:
             raise CliError("give -f FILE|DIR (the resources to apply) or --plan FILE")
@@ -314,7 +322,13 @@ def _print_outcome(outcome: ApplyResult, *, quiet: bool) -> None:
 def run_apply(args: argparse.Namespace) -> int:
     try:
         _check_owner(args)
-        return asyncio.run(_apply(args))
+        document = None
+        if args.plan:
+            try:
+                document = json.loads(Path(args.plan).read_text())
+            except (OSError, json.JSONDecodeError) as error:
+                raise CliError(f"--plan {args.plan}: {error}") from None
+        return asyncio.run(_apply(args, document))
     except CliError as error:
         _err(str(error))
         return EXIT_ERROR
@@ -329,7 +343,7 @@ def run_apply(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     try:
         _check_owner(args)
-        live, notes = asyncio.run(read_live(args))
+        live, notes = read_live(args)
     except CliError as error:
         _err(str(error))
         return EXIT_ERROR

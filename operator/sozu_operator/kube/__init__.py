@@ -1,0 +1,1 @@
+"""The Kubernetes edge: kopf wiring, the reconcile loop, status, Events, metrics."""

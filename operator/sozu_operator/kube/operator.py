@@ -1,0 +1,210 @@
+"""`sozu-operator run`: kopf wiring, health and metrics endpoints, and the process entry point.
+
+kopf is used only for what it does best here, keeping watch streams and in-memory indexes
+alive: the handler set is `@kopf.index` plus `@kopf.on.event` (no state-changing handlers), so
+kopf adds no finalizers, no annotations and no status of its own, and runs standalone (no
+peering, which would freeze sidecars of equal priority). Everything else happens in the
+reconciler's single loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+from aiohttp import web
+
+from sozu_operator import __version__
+from sozu_operator.kube.api import GROUP, VERSION, KubeApi
+from sozu_operator.kube.reconciler import Inputs, OperatorConfig, Reconciler
+
+log = logging.getLogger("sozu_operator.operator")
+
+_CUSTOM = (("SozuCluster", "sozuclusters"), ("SozuFrontend", "sozufrontends"),
+           ("SozuCertificate", "sozucertificates"))
+
+
+def _slim(body: Mapping[str, Any], *, keep: Iterable[str]) -> dict[str, Any]:
+    """The parts of an object the reconciler reads; indexes keep nothing else (memory)."""
+    metadata = body.get("metadata") or {}
+    slim = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {
+            key: metadata.get(key)
+            for key in ("name", "namespace", "uid", "generation", "resourceVersion",
+                        "creationTimestamp", "labels")
+            if metadata.get(key) is not None
+        },
+    }
+    for key in keep:
+        if key in body:
+            slim[key] = body[key]
+    return slim
+
+
+def _values(index: Any) -> list[Mapping[str, Any]]:
+    return [value for store in index.values() for value in store]
+
+
+def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    indexes: dict[str, Any] = {}
+
+    for kind, plural in _CUSTOM:
+        def make(kind: str, plural: str) -> None:
+            @kopf.index(GROUP, VERSION, plural, registry=registry, id=f"{plural}_index")
+            async def index(body: kopf.Body, namespace: str | None, name: str,
+                            **_: Any) -> dict[Any, Any]:
+                return {(namespace, name): _slim(body, keep=("spec", "status"))}
+
+            @kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"{plural}_event")
+            async def event(type: str | None, body: kopf.Body, **_: Any) -> None:
+                reconciler.observe(kind, type, body)
+
+        make(kind, plural)
+
+    @kopf.index("v1", "secrets", registry=registry, id="secrets_index")
+    async def secrets(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+        if body.get("type") != "kubernetes.io/tls":
+            return {}
+        return {(namespace, name): _slim(body, keep=("type", "data"))}
+
+    @kopf.on.event("v1", "secrets", registry=registry, id="secrets_event")
+    async def secret_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        if body.get("type") == "kubernetes.io/tls":
+            reconciler.observe("Secret", type, body)
+
+    @kopf.index("discovery.k8s.io", "v1", "endpointslices", registry=registry,
+                id="endpointslices_index")
+    async def slices(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+        return {(namespace, name): _slim(body, keep=("ports", "endpoints", "addressType"))}
+
+    @kopf.on.event("discovery.k8s.io", "v1", "endpointslices", registry=registry,
+                   id="endpointslices_event")
+    async def slice_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        reconciler.observe("EndpointSlice", type, body)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+        settings.scanning.disabled = True
+        settings.posting.enabled = False
+        settings.persistence.finalizer = "sozu.io/operator"
+        settings.watching.field_selectors["v1", "secrets"] = "type=kubernetes.io/tls"
+        indexes.update({k: v for k, v in kwargs.items() if k.endswith("_index")})
+        reconciler.inputs = Inputs(
+            resources=lambda: [
+                v for plural in ("sozuclusters", "sozufrontends", "sozucertificates")
+                for v in _values(indexes[f"{plural}_index"])
+            ],
+            secrets=lambda: _values(indexes["secrets_index"]),
+            endpoint_slices=lambda: _values(indexes["endpointslices_index"]),
+        )
+        memo["reconcile_task"] = asyncio.create_task(reconciler.run(), name="reconcile")
+
+    @kopf.on.login(registry=registry)
+    async def login(
+        logger: Any, settings: kopf.OperatorSettings, **_: Any
+    ) -> kopf.ConnectionInfo | None:
+        info = kopf.login_with_service_account(
+            logger=logger, settings=settings
+        ) or kopf.login_with_kubeconfig(logger=logger, settings=settings)
+        if info is not None and reconciler.api is None:
+            reconciler.api = KubeApi(info, user_agent=f"sozu-operator/{__version__}")
+        return info
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get("reconcile_task")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if reconciler.api is not None:
+            await reconciler.api.close()
+
+    return registry
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    health_port: int | None
+    metrics_port: int | None
+    host: str = "0.0.0.0"
+
+
+async def serve_endpoints(reconciler: Reconciler, endpoints: Endpoints) -> list[web.AppRunner]:
+    """`/healthz` (the loop is alive), `/readyz` (programmed at least once), `/metrics`."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        stale = time.monotonic() - reconciler.heartbeat > 3 * reconciler.config.resync + 30
+        if stale:
+            return web.Response(status=500, text="reconcile loop stalled\n")
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        if reconciler.ready:
+            return web.Response(text="ready\n")
+        reason = reconciler.last_error or "not programmed yet"
+        return web.Response(status=503, text=f"not ready: {reason}\n")
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=reconciler.metrics.exposition(),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
+    runners = []
+    routes = {
+        endpoints.health_port: [("/healthz", healthz), ("/readyz", readyz)],
+        endpoints.metrics_port: [("/metrics", metrics)],
+    }
+    merged: dict[int, list[Any]] = {}
+    for port, handlers in routes.items():
+        if port is not None:
+            merged.setdefault(port, []).extend(handlers)
+    for port, handlers in merged.items():
+        app = web.Application()
+        for path, handler in handlers:
+            app.router.add_get(path, handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, endpoints.host, port).start()
+        runners.append(runner)
+    return runners
+
+
+async def run_operator(
+    config: OperatorConfig,
+    *,
+    namespaces: list[str],
+    clusterwide: bool,
+    endpoints: Endpoints,
+    stop_flag: asyncio.Event | None = None,
+) -> None:
+    reconciler = Reconciler(config)
+    registry = build_registry(reconciler)
+    runners = await serve_endpoints(reconciler, endpoints)
+    log.info(
+        "sozu-operator %s: programming %s (Sōzu %d.x) as %s, owner %r, watching %s",
+        __version__, config.socket, config.sozu_version, config.pod_name, config.owner,
+        "all namespaces" if clusterwide else ", ".join(namespaces),
+    )
+    try:
+        await kopf.operator(
+            registry=registry,
+            standalone=True,
+            clusterwide=clusterwide,
+            namespaces=namespaces,
+            stop_flag=stop_flag,
+            memo=kopf.Memo(),
+        )
+    finally:
+        for runner in runners:
+            await runner.cleanup()

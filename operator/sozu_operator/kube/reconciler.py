@@ -1,0 +1,558 @@
+"""The operator's one reconcile loop: level-triggered over everything watched, debounced.
+
+kopf keeps in-memory indexes of the custom resources, TLS Secrets and EndpointSlices and tells
+the reconciler when something changed. A pass then snapshots the indexes, reads Sōzu's live
+state, runs the same pure pipeline as the CLI (resources → desired → plan), applies the plan
+one request at a time, and writes each resource's status and new problems as Events.
+
+Safety rails:
+- nothing is removed from Sōzu before kopf has delivered its first event, which it does only
+  once every index holds its initial listing: until then an empty index means "not known yet",
+  not "delete everything";
+- the planner's mass-deletion guard holds here too: a refused plan is reported, not applied;
+- status-only changes of our resources (our own writes, other sidecars' writes) never trigger a
+  pass against Sōzu; they only let the aggregate `Programmed` condition catch up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sozu_operator.applier import apply_steps
+from sozu_operator.kube.api import KubeApi, KubeApiError
+from sozu_operator.kube.metrics import OperatorMetrics
+from sozu_operator.kube.status import ProxyReport, ResourceOutcome, status_patch
+from sozu_operator.live import LiveReader
+from sozu_operator.proxy import requests as rq
+from sozu_operator.proxy.certificates import fingerprint
+from sozu_operator.proxy.model import SocketAddress
+from sozu_operator.reconcile.desired import DesiredBuild, ObjectKey, ResolutionError
+from sozu_operator.reconcile.pipeline import Reconciliation, reconcile
+from sozu_operator.reconcile.planner import Phase, PlanOptions, Step
+from sozu_operator.resources.models import (
+    BackendSpec,
+    ResourceRef,
+    SecretRef,
+    ServiceRef,
+    TlsMaterial,
+)
+from sozu_operator.resources.secrets import tls_material
+from sozu_operator.wire import SozuClient, SozuError, WireVersion
+
+log = logging.getLogger("sozu_operator.reconciler")
+
+KINDS = ("SozuCluster", "SozuFrontend", "SozuCertificate")
+REMOVAL_PHASES = frozenset(
+    {Phase.FRONTENDS_REMOVE, Phase.BACKENDS_REMOVE, Phase.CERTIFICATES_REMOVE,
+     Phase.CLUSTERS_REMOVE}
+)
+Snapshot = Callable[[], Iterable[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    socket: str
+    pod_name: str
+    sozu_version: int = 2
+    owner: str = "sozu-operator"
+    class_name: str | None = None
+    default_class: bool = False
+    resync: float = 60.0
+    debounce: float = 0.2
+    restart_check: float = 2.0
+    timeout: float = 10.0
+    max_removal_share: float = 0.5
+
+
+@dataclass
+class Inputs:
+    """Read access to kopf's indexes; each callable returns the current bodies."""
+
+    resources: Snapshot = lambda: ()
+    secrets: Snapshot = lambda: ()
+    endpoint_slices: Snapshot = lambda: ()
+
+
+@dataclass
+class PassOutcome:
+    applied: int = 0
+    failed: str | None = None
+    deferred_removals: int = 0
+    guard_blocked: bool = False
+    drift: bool = False
+
+
+@dataclass
+class _Memory:
+    """What the reconciler remembers between passes (all of it can be rebuilt from scratch)."""
+
+    generations: dict[tuple[str, str, str], int | None] = field(default_factory=dict)
+    programmed: dict[ResourceRef, int | None] = field(default_factory=dict)
+    last_applied: dict[ResourceRef, str] = field(default_factory=dict)
+    posted_problems: dict[ResourceRef, frozenset[str]] = field(default_factory=dict)
+    outcomes: dict[ResourceRef, ResourceOutcome] = field(default_factory=dict)
+    uids: dict[ResourceRef, str | None] = field(default_factory=dict)
+    inputs_digest: str | None = None
+    last_good_digest: str | None = None
+    worker_pids: tuple[int, ...] | None = None
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ref(body: Mapping[str, Any]) -> ResourceRef:
+    metadata = body.get("metadata") or {}
+    return ResourceRef(str(body.get("kind")), str(metadata.get("namespace")),
+                       str(metadata.get("name")))
+
+
+def endpoint_backends(
+    slices: Iterable[Mapping[str, Any]], service: ServiceRef
+) -> list[BackendSpec] | ResolutionError:
+    """Backends from the EndpointSlices of a Service: ready endpoints serve; endpoints that are
+    terminating but still serving stay as backup backends, so their connections drain instead
+    of being cut while nothing else can take them."""
+    of_service = [
+        piece
+        for piece in slices
+        if ((piece.get("metadata") or {}).get("labels") or {}).get("kubernetes.io/service-name")
+        == service.name
+    ]
+    if not of_service:
+        return ResolutionError(
+            f"Service {service.namespace}/{service.name} has no EndpointSlices (yet)"
+        )
+    found: dict[str, BackendSpec] = {}
+    matched_port = False
+    for piece in of_service:
+        for port in piece.get("ports") or []:
+            number = port.get("port")
+            wanted = port.get("name") if isinstance(service.port, str) else number
+            if wanted != service.port:
+                continue
+            matched_port = True
+            for endpoint in piece.get("endpoints") or []:
+                conditions = endpoint.get("conditions") or {}
+                ready = conditions.get("ready", True) is not False
+                draining = conditions.get("serving") is True and conditions.get("terminating")
+                if not ready and not draining:
+                    continue
+                for ip in endpoint.get("addresses") or []:
+                    text = f"[{ip}]:{number}" if ":" in str(ip) else f"{ip}:{number}"
+                    try:
+                        address = SocketAddress.parse(text)
+                    except ValueError:
+                        continue
+                    found[str(address)] = BackendSpec(
+                        address=address, backup=None if ready else True
+                    )
+    if not matched_port:
+        return ResolutionError(
+            f"no port {service.port!r} in the EndpointSlices of Service "
+            f"{service.namespace}/{service.name}"
+        )
+    return [found[key] for key in sorted(found)]
+
+
+def _object_key(request: rq.Mutation) -> ObjectKey | None:
+    match request:
+        case rq.AddCluster(cluster):
+            return ("cluster", cluster.cluster_id)
+        case rq.AddBackend(backend):
+            return ("backend", backend.identity)
+        case rq.AddHttpFrontend(frontend):
+            return ("http_frontend", frontend.key)
+        case rq.AddHttpsFrontend(frontend):
+            return ("https_frontend", frontend.key)
+        case rq.AddTcpFrontend(frontend):
+            return ("tcp_frontend", frontend)
+        case rq.AddCertificate(address, certificate, _):
+            return ("certificate", (address, fingerprint(certificate.certificate)))
+        case rq.ReplaceCertificate(address, certificate, _, _):
+            return ("certificate", (address, fingerprint(certificate.certificate)))
+    return None
+
+
+def _objects_digest(build: DesiredBuild, ref: ResourceRef) -> str:
+    keys = sorted(repr(key) for key, source in build.sources.items() if source == ref)
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        *,
+        metrics: OperatorMetrics | None = None,
+        inputs: Inputs | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or OperatorMetrics()
+        self.inputs = inputs or Inputs()
+        self.api: KubeApi | None = None
+        self.dirty = asyncio.Event()
+        self.status_dirty = asyncio.Event()
+        self.indexed = asyncio.Event()
+        self.ready = False
+        self.heartbeat = time.monotonic()
+        self.last_error: str | None = None
+        self._memory = _Memory()
+        self._reader = LiveReader()
+        self._client: SozuClient | None = None
+
+    # --- signals from kopf ------------------------------------------------------------------
+
+    def observe(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Called for every watch event. Spec changes (a new generation) and deletions start a
+        pass; status-only changes only refresh the status aggregate."""
+        self.indexed.set()
+        if kind not in KINDS:
+            self.dirty.set()
+            return
+        metadata = body.get("metadata") or {}
+        key = (kind, str(metadata.get("namespace")), str(metadata.get("name")))
+        generation = metadata.get("generation")
+        if event_type == "DELETED":
+            self._memory.generations.pop(key, None)
+            self.dirty.set()
+        elif key not in self._memory.generations or self._memory.generations[key] != generation:
+            self._memory.generations[key] = generation
+            self.dirty.set()
+        else:
+            self.status_dirty.set()
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        backoff = 0.5
+        self.dirty.set()
+        watcher = asyncio.create_task(self._watch_restarts())
+        try:
+            while True:
+                self.heartbeat = time.monotonic()
+                await self._wait_for_work()
+                if not self.dirty.is_set():
+                    self.status_dirty.clear()
+                    await self.refresh_status()
+                    continue
+                await asyncio.sleep(self.config.debounce)
+                self.dirty.clear()
+                self.status_dirty.clear()
+                try:
+                    outcome = await self.pass_once()
+                except (SozuError, OSError) as error:
+                    self._fail(f"Sōzu at {self.config.socket}: {error}")
+                except KubeApiError as error:
+                    self._fail(f"Kubernetes API: {error}")
+                else:
+                    if outcome.failed is None:
+                        backoff = 0.5
+                        continue
+                    self._fail(outcome.failed)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                self.dirty.set()
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await self.close()
+
+    def _fail(self, message: str) -> None:
+        self.last_error = message
+        self.metrics.reconcile_errors.inc()
+        self._reader.forget()
+        log.warning("reconcile pass failed, will retry: %s", message)
+
+    async def _wait_for_work(self) -> None:
+        dirty = asyncio.create_task(self.dirty.wait())
+        status = asyncio.create_task(self.status_dirty.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {dirty, status}, timeout=self.config.resync, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:  # periodic resync: catches drift Kubernetes never tells us about
+                self.dirty.set()
+        finally:
+            dirty.cancel()
+            status.cancel()
+
+    async def _watch_restarts(self) -> None:
+        """A cheap look at Sōzu's workers every few seconds: new worker pids mean Sōzu (or its
+        workers) restarted, possibly empty, so a pass runs at once instead of at the resync."""
+        while True:
+            await asyncio.sleep(self.config.restart_check)
+            try:
+                workers = await (await self._sozu()).list_workers()
+            except SozuError:
+                self.dirty.set()
+                continue
+            pids = tuple(sorted(w.pid for w in workers))
+            if self._memory.worker_pids is not None and pids != self._memory.worker_pids:
+                log.warning("Sōzu workers changed (%s → %s): re-reading live state",
+                            self._memory.worker_pids, pids)
+                self.metrics.sozu_restarts.inc()
+                self._reader.forget()
+                self.dirty.set()
+            self._memory.worker_pids = pids
+
+    async def _sozu(self) -> SozuClient:
+        if self._client is None:
+            self._client = SozuClient(
+                self.config.socket,
+                version=WireVersion(self.config.sozu_version),
+                timeout=self.config.timeout,
+            )
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # --- one pass ---------------------------------------------------------------------------
+
+    def _resolvers(self) -> tuple[Any, Any]:
+        secrets = {
+            ((s.get("metadata") or {}).get("namespace"), (s.get("metadata") or {}).get("name")): s
+            for s in self.inputs.secrets()
+        }
+        slices = list(self.inputs.endpoint_slices())
+
+        def resolve_secret(ref: ResourceRef, secret: SecretRef) -> TlsMaterial | ResolutionError:
+            found = tls_material(
+                secrets.get((secret.namespace, secret.name)),
+                name=f"Secret {secret.namespace}/{secret.name}",
+            )
+            return ResolutionError(found) if isinstance(found, str) else found
+
+        def resolve_service(
+            ref: ResourceRef, service: ServiceRef
+        ) -> Sequence[BackendSpec] | ResolutionError:
+            in_namespace = [
+                s for s in slices if (s.get("metadata") or {}).get("namespace") == service.namespace
+            ]
+            return endpoint_backends(in_namespace, service)
+
+        return resolve_service, resolve_secret
+
+    def _inputs_digest(self, bodies: Sequence[Mapping[str, Any]]) -> str:
+        parts = sorted(
+            f"{_ref(b)}@{(b.get('metadata') or {}).get('generation')}" for b in bodies
+        )
+        parts += sorted(
+            f"{(s.get('metadata') or {}).get('namespace')}/{(s.get('metadata') or {}).get('name')}"
+            f"@{(s.get('metadata') or {}).get('resourceVersion')}"
+            for s in (*self.inputs.secrets(), *self.inputs.endpoint_slices())
+        )
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    async def pass_once(self) -> PassOutcome:
+        started = time.perf_counter()
+        bodies = [dict(b) for b in self.inputs.resources()]
+        resolve_service, resolve_secret = self._resolvers()
+        client = await self._sozu()
+        live = await self._reader.read(client)
+        result = reconcile(
+            bodies,
+            live,
+            owner=self.config.owner,
+            sozu_version=self.config.sozu_version,
+            options=PlanOptions(max_removal_share=self.config.max_removal_share),
+            resolve_service=resolve_service,
+            resolve_secret=resolve_secret,
+            class_name=self.config.class_name,
+            default_class=self.config.default_class,
+        )
+        outcome = PassOutcome()
+        digest = self._inputs_digest(bodies)
+        steps: Sequence[Step] = result.plan.steps
+        if not self.indexed.is_set():
+            kept = [s for s in steps if s.phase not in REMOVAL_PHASES]
+            outcome.deferred_removals = len(steps) - len(kept)
+            steps = kept
+        if not result.plan.guard.allowed:
+            outcome.guard_blocked = True
+            self.metrics.guard_blocked.set(1)
+            log.error("mass-deletion guard refused the plan: %s", result.plan.guard.reason)
+            steps = [s for s in steps if s.phase not in REMOVAL_PHASES]
+        else:
+            self.metrics.guard_blocked.set(0)
+        outcome.drift = bool(steps) and digest == self._memory.last_good_digest
+        applied = await apply_steps(client, steps)
+        for step in applied.applied:
+            self.metrics.requests.labels(rq.verb_name(step.request)).inc()
+        outcome.applied = len(applied.applied)
+        touched = self._touched(result, applied.applied)
+        if applied.failure is not None:
+            self.metrics.request_failures.labels(rq.verb_name(applied.failure.step.request)).inc()
+            outcome.failed = f"{applied.failure.step.summary}: {applied.failure.message}"
+            self._reader.forget()
+        elif not outcome.guard_blocked:
+            self._memory.last_good_digest = digest
+            self.metrics.last_success.set_to_current_time()
+            if outcome.drift:
+                self.metrics.drift_repairs.inc()
+                log.warning("repaired drift: %d request(s) brought Sōzu back to the desired "
+                            "state", outcome.applied)
+            # Ready means "programmed what is known", even while removals wait for the first
+            # complete listing.
+            self.ready = True
+        await self._report(result, bodies, applied_ok=applied.failure is None
+                           and not outcome.guard_blocked, touched=touched, drift=outcome.drift)
+        self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+        if outcome.failed is None:
+            self.last_error = None
+        return outcome
+
+    def _touched(self, result: Reconciliation, steps: Iterable[Step]) -> set[ResourceRef]:
+        touched: set[ResourceRef] = set()
+        for step in steps:
+            key = _object_key(step.request)
+            if key is not None and key in result.build.sources:
+                touched.add(result.build.sources[key])
+        return touched
+
+    # --- status, Events, metrics ------------------------------------------------------------
+
+    def _extra(self, build: DesiredBuild, ref: ResourceRef) -> dict[str, Any]:
+        keys = [key for key, source in build.sources.items() if source == ref]
+        if ref.kind == "SozuCluster":
+            clusters = [k[1] for k in keys if k[0] == "cluster"]
+            return {
+                "clusterId": clusters[0] if clusters else None,
+                "backends": sum(1 for k in keys if k[0] == "backend"),
+            }
+        if ref.kind == "SozuFrontend":
+            routes = [k for k in keys if k[0] != "cluster"]
+            key = routes[0] if routes else None
+            text = None
+            if key is not None:
+                text = key[1] if isinstance(key[1], str) else str(getattr(key[1], "address", ""))
+            return {"sozuKey": text}
+        facts = build.certificates.get(ref)
+        if facts is None:
+            return {}
+        days = (facts.not_after - datetime.datetime.now(datetime.UTC)).total_seconds() / 86400
+        self.metrics.certificate_expiry_days.labels(ref.namespace, ref.name).set(days)
+        return {
+            "fingerprint": facts.fingerprint,
+            "notAfter": facts.not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "servedNames": list(facts.names),
+        }
+
+    async def _report(
+        self,
+        result: Reconciliation,
+        bodies: Sequence[Mapping[str, Any]],
+        *,
+        applied_ok: bool,
+        touched: set[ResourceRef],
+        drift: bool,
+    ) -> None:
+        build = result.build
+        by_ref = {_ref(body): body for body in bodies}
+        accepted = set(build.accepted)
+        unresolved = set(build.unresolved)
+        counts: dict[tuple[str, str], int] = {}
+        outcomes: dict[ResourceRef, ResourceOutcome] = {}
+        now = _now()
+        for ref, body in sorted(by_ref.items()):
+            if ref in set(build.ignored):
+                counts[(ref.kind, "ignored")] = counts.get((ref.kind, "ignored"), 0) + 1
+                continue
+            metadata = body.get("metadata") or {}
+            generation = metadata.get("generation")
+            self._memory.uids[ref] = metadata.get("uid")
+            is_accepted = ref in accepted and ref not in unresolved
+            if is_accepted and applied_ok:
+                self._memory.programmed[ref] = generation
+            if ref in touched:
+                self._memory.last_applied[ref] = now
+            state = "ready" if is_accepted else "failed"
+            counts[(ref.kind, state)] = counts.get((ref.kind, state), 0) + 1
+            outcomes[ref] = ResourceOutcome(
+                ref=ref,
+                generation=generation,
+                accepted=is_accepted,
+                problems=build.problems_for(ref),
+                notes=build.notes_for(ref),
+                report=ProxyReport(
+                    pod=self.config.pod_name,
+                    programmed_generation=self._memory.programmed.get(ref),
+                    plan_hash=_objects_digest(build, ref),
+                    last_applied=self._memory.last_applied.get(ref),
+                    sozu_version=f"{self.config.sozu_version}.x",
+                ),
+                extra=self._extra(build, ref),
+            )
+        for kind in KINDS:
+            for state in ("ready", "failed", "ignored"):
+                self.metrics.resources.labels(kind, state).set(counts.get((kind, state), 0))
+        self._memory.outcomes = outcomes
+        await self._write_statuses(by_ref)
+        await self._post_events(outcomes, drift=drift, touched=touched)
+
+    async def refresh_status(self) -> None:
+        """Status-only refresh from the last pass (no Sōzu I/O)."""
+        by_ref = {_ref(body): body for body in self.inputs.resources()}
+        await self._write_statuses(by_ref)
+
+    async def _write_statuses(self, by_ref: Mapping[ResourceRef, Mapping[str, Any]]) -> None:
+        if self.api is None:
+            return
+        for ref, outcome in self._memory.outcomes.items():
+            body = by_ref.get(ref)
+            if body is None:
+                continue
+            current = body.get("status")
+            if (body.get("metadata") or {}).get("generation") != outcome.generation:
+                continue  # changed since the pass: the next pass reports on it
+            patch = status_patch(outcome, current if isinstance(current, Mapping) else None)
+            if patch is not None:
+                try:
+                    await self.api.patch_status(ref, patch)
+                except KubeApiError as error:
+                    log.warning("cannot write the status of %s: %s", ref, error)
+
+    async def _post_events(
+        self, outcomes: Mapping[ResourceRef, ResourceOutcome], *, drift: bool,
+        touched: set[ResourceRef],
+    ) -> None:
+        """Events only for problems that are new since the previous pass (no spam)."""
+        posted = self._memory.posted_problems
+        for ref in list(posted):
+            if ref not in outcomes:
+                del posted[ref]
+        for ref, outcome in outcomes.items():
+            problems = frozenset(str(p) for p in outcome.problems)
+            new = problems - posted.get(ref, frozenset())
+            posted[ref] = problems
+            for text in sorted(new):
+                await self._event(ref, "Warning", "Invalid", text)
+            if drift and ref in touched:
+                await self._event(
+                    ref, "Warning", "DriftRepaired",
+                    f"Sōzu no longer served what {ref} describes (hand edit or restart); "
+                    f"proxy {self.config.pod_name} re-programmed it.",
+                )
+
+    async def _event(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None:
+        if self.api is None:
+            return
+        try:
+            await self.api.post_event(
+                ref, uid=self._memory.uids.get(ref), type_=type_, reason=reason,
+                message=message, instance=self.config.pod_name,
+            )
+        except KubeApiError as error:
+            log.warning("cannot post an Event for %s: %s", ref, error)
