@@ -613,8 +613,9 @@ class _Planner:
             elif holder is not None and not ownership.owns_frontend(owner, holder):
                 self._problem(
                     noun, key,
-                    f"{'this key' if holder.key == key else holder.key!r} is already served by "
-                    f"a frontend that is not ours ({_owner_text(holder)}); left alone",
+                    ("the route" if holder.key == key else f"the route {holder.key!r}")
+                    + f" is already served by a frontend that is not ours "
+                    f"({_owner_text(holder)}); left alone",
                     resource,
                 )
             elif _folded_key(front) in wanted_folded:
