@@ -190,3 +190,18 @@ def test_demo_runs_on_both_wire_versions() -> None:
         assert result.returncode == 0, result.stdout + result.stderr
         assert "No changes" in result.stdout
         assert "left untouched" in result.stdout
+
+
+def test_export_then_plan_shows_no_change(emulator: EmulatorProcess, tmp_path: Path) -> None:
+    assert run_cli("apply", "-f", str(EXAMPLES), "--socket", emulator.socket).returncode == 0
+    exported = run_cli("export", "--socket", emulator.socket, "--include-keys")
+    assert exported.returncode == 0, exported.stderr
+    (tmp_path / "adopted.yaml").write_text(exported.stdout)
+    replanned = run_cli("plan", "-f", str(tmp_path / "adopted.yaml"), "--socket", emulator.socket)
+    assert replanned.returncode == 0, replanned.stdout + replanned.stderr
+    assert "No changes" in replanned.stdout
+
+    without_keys = run_cli("export", "--socket", emulator.socket)
+    assert without_keys.returncode == 0
+    assert "PRIVATE KEY" not in without_keys.stdout + without_keys.stderr
+    assert "secretRef" in without_keys.stdout

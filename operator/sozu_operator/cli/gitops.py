@@ -357,6 +357,7 @@ def run_export(args: argparse.Namespace) -> int:
         everything=args.all,
         namespace=args.namespace,
         include_keys=args.include_keys,
+        sozu_version=args.sozu_version,
     )
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
