@@ -763,7 +763,7 @@ def _kinds() -> dict[str, KindInfo]:
             printer_columns=(
                 _READY_COLUMN,
                 _PROGRAMMED_COLUMN,
-                {"name": "Not After", "type": "date", "jsonPath": ".status.notAfter"},
+                {"name": "Not After", "type": "string", "jsonPath": ".status.notAfter"},
                 _AGE_COLUMN,
                 {"name": "Names", "type": "string", "priority": 1,
                  "jsonPath": ".status.servedNames"},
