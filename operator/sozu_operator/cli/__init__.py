@@ -198,6 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="also listen on PATH.control for fault-injection commands (tests)",
     )
 
+    kube = commands.add_parser(
+        "kube-emulator",
+        help="run the bundled Kubernetes API-server emulator",
+        description="Serve an emulated Kubernetes API (discovery, CRDs, list/watch, status "
+        "subresource, Events…) good enough for kubectl and the operator, until interrupted.",
+    )
+    kube.add_argument("--port", type=int, default=0, help="TCP port (default: any free port)")
+    kube.add_argument("--kubeconfig", metavar="PATH", help="write a kubeconfig for it here")
+    kube.add_argument(
+        "-f", "--filename", action="append", default=[], metavar="FILE|DIR",
+        help="create these objects at start, e.g. crds/ (repeatable)",
+    )
+
     demo = commands.add_parser(
         "demo",
         help="try the tool end to end on the bundled emulator and examples/",
@@ -222,6 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sozu_operator.cli.run import run_operator_command
 
         return run_operator_command(args)
+    if args.command == "kube-emulator":
+        from sozu_operator.emulators.kube import run_kube_emulator
+
+        return run_kube_emulator(args.port, args.kubeconfig, manifests=args.filename)
     if args.command == "demo":
         from sozu_operator.cli.demo import run_demo
 
