@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from sozu_operator.applier import apply_steps
 from sozu_operator.cli.gitops import CliError, load_inputs
+from sozu_operator.emulators.kube import KubeEmulator
 from sozu_operator.emulators.sozu import SozuEmulator
+from sozu_operator.kube.operator import Endpoints, run_operator
+from sozu_operator.kube.reconciler import OperatorConfig
 from sozu_operator.live import LiveReader
 from sozu_operator.proxy.requests import verb_name
 from sozu_operator.reconcile import ownership
@@ -141,7 +149,110 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
             )
             counts = dict(sorted(emulator.verb_counts.items()))
             console.print(f"Requests the emulator received, by verb: {counts}")
-            return 0 if again.plan.is_empty and untouched and not result.build.problems else 1
+            ok = again.plan.is_empty and untouched and not result.build.problems
+        return 0 if await _operator_demo(console, version, examples) and ok else 1
+
+
+async def _kubectl_get(kube: KubeEmulator, kubeconfig: Path, kinds: str) -> str:
+    """`kubectl get` output: the real kubectl when installed, else the same Table answer the
+    API emulator gives kubectl, laid out the same way."""
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        process = await asyncio.create_subprocess_exec(
+            kubectl, "--kubeconfig", str(kubeconfig), "get", kinds, "-n", "default",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        return f"$ kubectl get {kinds}\n" + output.decode()
+    lines = [f"(kubectl is not installed; the API's Table answer for: kubectl get {kinds})"]
+    async with kube.session() as session:
+        for plural in kinds.split(","):
+            async with session.get(
+                f"/apis/sozu.io/v1alpha1/namespaces/default/{plural}",
+                headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+            ) as response:
+                table = await response.json()
+            columns = [c["name"].upper() for c in table.get("columnDefinitions", [])
+                       if c.get("priority", 0) == 0]
+            rows = [[str(cell) for cell in row["cells"][: len(columns)]]
+                    for row in table.get("rows", [])]
+            widths = [max(len(x) for x in [col, *(r[i] for r in rows)]) for i, col in
+                      enumerate(columns)]
+            for row in [columns, *rows]:
+                lines.append("   ".join(cell.ljust(w) for cell, w in zip(row, widths,
+                                                                          strict=False)))
+            lines.append("")
+    return "\n".join(lines)
+
+
+async def _operator_demo(console: Console, version: WireVersion, examples: Path) -> bool:
+    """The operator path: the API-server emulator holds the CRDs and the examples, the real
+    operator (kopf) programs a second emulated Sōzu, and kubectl shows the status."""
+    console.rule("Operator path: Kubernetes API emulator + sozu-operator run")
+    with tempfile.TemporaryDirectory(prefix="sozu-demo-op-") as workdir:
+        folder = Path(workdir)
+        socket = str(folder / "sozu.sock")
+        async with (
+            KubeEmulator() as kube,
+            SozuEmulator(
+                socket, version=int(version), state_file=str(examples / "sozu-state.json")
+            ) as sozu,
+        ):
+            kubeconfig = kube.write_kubeconfig(folder / "kubeconfig")
+            for document in _kube_documents(examples):
+                await kube.create(document)
+            console.print(f"API emulator at {kube.url}: CRDs and examples/ created.")
+            os.environ["KUBECONFIG"] = str(kubeconfig)
+            stop = asyncio.Event()
+            config = OperatorConfig(
+                socket=socket, pod_name="sozu-demo-0", sozu_version=int(version),
+                resync=5, debounce=0.05,
+            )
+            started = time.perf_counter()
+            operator = asyncio.create_task(
+                run_operator(config, namespaces=["default"], clusterwide=False,
+                             endpoints=Endpoints(None, None), stop_flag=stop)
+            )
+            try:
+                programmed = await _wait_programmed(kube, sozu, deadline=30)
+                elapsed = time.perf_counter() - started
+                console.print(
+                    f"Operator started and programmed Sōzu in {elapsed:.2f} s "
+                    f"({len(sozu.state.http_frontends)} HTTP routes now live)."
+                    if programmed else "[red]The operator did not program Sōzu in 30 s.[/red]"
+                )
+                console.print(
+                    await _kubectl_get(kube, kubeconfig,
+                                       "sozuclusters,sozufrontends,sozucertificates"),
+                    markup=False, highlight=False,
+                )
+            finally:
+                stop.set()
+                await asyncio.wait_for(operator, 30)
+            return programmed
+
+
+def _kube_documents(examples: Path) -> list[dict[str, Any]]:
+    """The CRDs, then the example resources, as `kubectl apply -f crds/ -f examples/` sends."""
+    files = [*sorted((examples.parent / "crds").glob("*.yaml")), *sorted(examples.glob("*.yaml"))]
+    return [doc for path in files for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+async def _wait_programmed(kube: KubeEmulator, sozu: SozuEmulator, *, deadline: float) -> bool:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        frontends = [
+            kube.get_object("sozu.io/v1alpha1", "SozuFrontend", name, "default")
+            for name in ("web", "web-api", "web-health", "web-tls", "postgres")
+        ]
+        done = all(
+            f is not None and (f.get("status") or {}).get("proxiesProgrammed") == "1/1"
+            for f in frontends
+        )
+        if done:
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 def run_demo(args: argparse.Namespace) -> int:

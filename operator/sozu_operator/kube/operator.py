@@ -71,7 +71,9 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
         make(kind, plural)
 
     @kopf.index("v1", "secrets", registry=registry, id="secrets_index")
-    async def secrets(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    async def secrets(
+        body: kopf.Body, namespace: str | None, name: str, **_: Any
+    ) -> dict[Any, Any]:
         if body.get("type") != "kubernetes.io/tls":
             return {}
         return {(namespace, name): _slim(body, keep=("type", "data"))}
@@ -97,6 +99,9 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
         settings.posting.enabled = False
         settings.persistence.finalizer = "sozu.io/operator"
         settings.watching.field_selectors["v1", "secrets"] = "type=kubernetes.io/tls"
+        # kopf gives up on a resource after its last backoff (a dead watcher stops the whole
+        # operator): keep retrying for about half an hour of API trouble instead.
+        settings.networking.error_backoffs = [1, 1, 2, 3, 5, 8, 13, 21] + [30] * 60
         indexes.update({k: v for k, v in kwargs.items() if k.endswith("_index")})
         reconciler.inputs = Inputs(
             resources=lambda: [
