@@ -26,8 +26,9 @@ class StepFailure:
     index: int
     message: str
     # Sōzu's main applies a request before fanning it out to workers: a FAILURE that names
-    # workers means main already holds the change.
-    reached_main_state: bool
+    # workers means main already holds the change. None: no final answer came (timeout,
+    # hang-up), so nobody knows; only reading the live state again tells.
+    reached_main_state: bool | None
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ async def apply_steps(
                 step=step,
                 index=index,
                 message=f"{verb_name(step.request)}: {error}",
-                reached_main_state=False,
+                reached_main_state=None,
             )
             return ApplyResult(
                 tuple(applied), failure, tuple(steps[index + 1 :]), time.perf_counter() - started

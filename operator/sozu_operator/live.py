@@ -25,12 +25,13 @@ from sozu_operator.proxy.model import (
 )
 from sozu_operator.proxy.responses import (
     ClusterInformation,
+    ListedFrontends,
     ListOfCertificatesByAddress,
     WorkerResponses,
 )
 from sozu_operator.reconcile.proxystate import ProxyState
 from sozu_operator.wire.client import SozuClient
-from sozu_operator.wire.errors import RequestFailed
+from sozu_operator.wire.errors import ConnectionClosed, FrameTooLarge, RequestFailed
 
 
 @dataclass
@@ -50,10 +51,14 @@ class LiveReader:
 
     def __init__(self) -> None:
         self._clusters: dict[str, tuple[int, ClusterInformation]] = {}
+        # Set once `list_frontends` could not be answered within the command buffer: it would
+        # fail the same way on every later read, so routes come from cluster answers instead.
+        self._frontend_list_too_large = False
         self.last_stats = ReadStats()
 
     def forget(self) -> None:
         self._clusters.clear()
+        self._frontend_list_too_large = False
 
     async def read(self, client: SozuClient) -> ProxyState:
         stats = ReadStats()
@@ -82,16 +87,29 @@ class LiveReader:
         http_frontends: Iterable[HttpFrontend]
         https_frontends: Iterable[HttpFrontend]
         tcp_frontends: Iterable[TcpFrontend]
-        try:
-            listed = await client.list_frontends()
+        listed: ListedFrontends | None = None
+        if not self._frontend_list_too_large:
             stats.requests += 1
-            http_frontends, https_frontends, tcp_frontends = listed.http, listed.https, listed.tcp
-        except RequestFailed:
-            stats.requests += 1
+            try:
+                listed = await client.list_frontends()
+            except RequestFailed:
+                stats.notes.append(
+                    "this Sōzu cannot list frontends (1.0.0 to 1.0.4): frontends were read from "
+                    "cluster queries, so routes without a cluster are not seen"
+                )
+            except (ConnectionClosed, FrameTooLarge):
+                # Sōzu 2.x closes the connection when an answer exceeds its command buffer
+                # (`max_command_buffer_size`, 2 MB by default: about 15k routes).
+                self._frontend_list_too_large = True
+        if self._frontend_list_too_large:
             stats.notes.append(
-                "this Sōzu cannot list frontends (1.0.0 to 1.0.4): frontends were read from "
-                "cluster queries, so routes without a cluster are not seen"
+                "the list of frontends does not fit in Sōzu's command buffer (raise "
+                "max_command_buffer_size to list them): frontends were read from cluster "
+                "queries, so routes without a cluster are not seen"
             )
+        if listed is not None:
+            http_frontends, https_frontends, tcp_frontends = listed.http, listed.https, listed.tcp
+        else:
             http_frontends = [f for i in informations for f in i.http_frontends]
             https_frontends = [f for i in informations for f in i.https_frontends]
             tcp_frontends = [f for i in informations for f in i.tcp_frontends]

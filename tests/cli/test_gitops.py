@@ -7,7 +7,16 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from tests.cli.conftest import EXAMPLES, SEED, EmulatorProcess, run_cli
+
+from sozu_operator.applier import apply_steps
+from sozu_operator.cli.gitops import _print_outcome
+from sozu_operator.emulators import SozuEmulator
+from sozu_operator.proxy.model import Cluster
+from sozu_operator.proxy.requests import AddCluster
+from sozu_operator.reconcile.planner import Action, Phase, Step
+from sozu_operator.wire import SozuClient
 
 EXAMPLE_REQUESTS = 12  # certificate + 2 clusters + 4 backends + 5 routes
 
@@ -205,3 +214,29 @@ def test_export_then_plan_shows_no_change(emulator: EmulatorProcess, tmp_path: P
     assert without_keys.returncode == 0
     assert "PRIVATE KEY" not in without_keys.stdout + without_keys.stderr
     assert "secretRef" in without_keys.stdout
+
+
+async def test_answer_lost_mid_apply_is_reported_as_unknown(
+    tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sōzu applied the request but the connection broke before its answer: the report must
+    not claim that Sōzu did not apply it (it did), only that nobody knows."""
+    socket_path = tmp_path_factory.mktemp("cut") / "sozu.sock"
+    async with (
+        SozuEmulator(socket_path) as sozu,
+        SozuClient(socket_path, timeout=2.0) as client,
+    ):
+        steps = [
+            Step(AddCluster(Cluster(name)), Phase.CLUSTERS, Action.ADD, f"+ cluster {name}")
+            for name in ("a", "b")
+        ]
+        sozu.close_mid_response(2)  # the first request's final answer (after its PROCESSING)
+        outcome = await apply_steps(client, steps)
+        assert outcome.failure is not None
+        assert outcome.failure.reached_main_state is None
+        assert "a" in sozu.state.clusters  # applied all the same
+    _print_outcome(outcome, quiet=False)
+    stderr = capsys.readouterr().err
+    assert "FAILED at step 1: + cluster a" in stderr
+    assert "whether Sōzu applied it is unknown" in stderr
+    assert "did not apply" not in stderr

@@ -89,3 +89,36 @@ async def test_second_read_queries_only_clusters_whose_hash_moved(tmp_path: Path
         live = await reader.read(client)
         assert (reader.last_stats.clusters_queried, reader.last_stats.clusters_reused) == (1, 1)
         assert live == ProxyState.from_config_state(emulator.state)
+
+
+async def test_frontends_come_from_clusters_when_their_list_exceeds_the_command_buffer(
+    tmp_path: Path,
+) -> None:
+    """Sōzu 2.x closes the connection instead of sending an answer larger than its command
+    buffer; past ~15k routes `list_frontends` is such an answer. The reader then takes routes
+    from the cluster answers (as for Sōzu 1.0), says so, and stops asking."""
+    socket = str(tmp_path / "sozu.sock")
+    seed = _seed()
+    many: list[rq.Mutation] = []
+    for n in range(10):  # small cluster answers, one large list of frontends
+        many.append(rq.AddCluster(Cluster(f"c{n}")))
+        many += [
+            rq.AddHttpFrontend(
+                HttpFrontend(A("127.0.0.1:8080"), f"h{n}-{m}.example.com", cluster_id=f"c{n}")
+            )
+            for m in range(20)
+        ]
+    reader = LiveReader()
+    async with (
+        SozuEmulator(socket, initial_state=[*seed, *many], max_frame_size=6_000) as emulator,
+        SozuClient(socket, timeout=5) as client,
+    ):
+        live = await reader.read(client)
+        expected = ProxyState.from_config_state(emulator.state)
+        routed = {k: v for k, v in expected.http_frontends.items() if v.cluster_id is not None}
+        assert live == dataclasses.replace(expected, http_frontends=routed)
+        assert any("command buffer" in note for note in reader.last_stats.notes)
+        asked = emulator.verb_counts["ListFrontends"]
+        await reader.read(client)
+        assert emulator.verb_counts["ListFrontends"] == asked
+        assert any("command buffer" in note for note in reader.last_stats.notes)

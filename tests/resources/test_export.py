@@ -86,8 +86,8 @@ def example_state() -> ProxyState:
 
 
 def static_state() -> ProxyState:
-    """Sōzu's own configuration file, as examples/sozu-state.json seeds the emulator."""
-    parsed = parse_state((EXAMPLES / "sozu-state.json").read_bytes(), source="seed")
+    """Sōzu's own configuration file, as examples/sozu/state.json seeds the emulator."""
+    parsed = parse_state((EXAMPLES / "sozu" / "state.json").read_bytes(), source="seed")
     state, refused = ConfigState.from_requests(
         [r for r in parsed.requests if is_mutation(r)], sozu_version=2
     )

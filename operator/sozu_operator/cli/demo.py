@@ -96,7 +96,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
     with tempfile.TemporaryDirectory(prefix="sozu-demo-") as workdir:
         socket = str(Path(workdir) / "sozu.sock")
         emulator = SozuEmulator(
-            socket, version=int(version), state_file=str(examples / "sozu-state.json")
+            socket, version=int(version), state_file=str(examples / "sozu" / "state.json")
         )
         async with emulator, SozuClient(socket, version=version, timeout=10) as client:
             console.rule(f"Sōzu {version.sozu_release} emulator on {socket}")
@@ -195,7 +195,7 @@ async def _operator_demo(console: Console, version: WireVersion, examples: Path)
         async with (
             KubeEmulator() as kube,
             SozuEmulator(
-                socket, version=int(version), state_file=str(examples / "sozu-state.json")
+                socket, version=int(version), state_file=str(examples / "sozu" / "state.json")
             ) as sozu,
         ):
             kubeconfig = kube.write_kubeconfig(folder / "kubeconfig")

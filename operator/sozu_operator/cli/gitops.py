@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -66,7 +66,7 @@ def _check_owner(args: argparse.Namespace) -> None:
 @dataclass(frozen=True)
 class Inputs:
     loaded: LoadResult
-    bodies: list[object]
+    bodies: list[object] = field(repr=False)  # raw documents, private keys included
 
     def secret_resolver(self) -> SecretResolver:
         """Resolves SozuCertificate secretRefs from `kubernetes.io/tls` Secrets in the same
@@ -304,11 +304,15 @@ def _print_outcome(outcome: ApplyResult, *, quiet: bool) -> None:
     failure = outcome.failure
     if failure is None:
         return
-    state = (
-        "Sōzu's main process accepted it, but workers refused it"
-        if failure.reached_main_state
-        else "Sōzu did not apply it"
-    )
+    if failure.reached_main_state is None:
+        state = (
+            "No final answer came, so whether Sōzu applied it is unknown; what remains is "
+            "read from Sōzu again (plan again to see it)"
+        )
+    elif failure.reached_main_state:
+        state = "Sōzu's main process accepted it, but workers refused it"
+    else:
+        state = "Sōzu did not apply it"
     print(f"FAILED at step {failure.index + 1}: {failure.step.summary}", file=sys.stderr)
     print(f"  Sōzu said: {failure.message}", file=sys.stderr)
     print(f"  {state}.", file=sys.stderr)

@@ -8,10 +8,11 @@ problem) with the same credentials kopf logged in with.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -28,9 +29,23 @@ PLURALS = {
 
 
 class KubeApiError(Exception):
+    """An error answer (`status` is its HTTP code), or no answer at all (`status` 0: refused,
+    reset or dropped connection, timeout)."""
+
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
+        super().__init__(f"HTTP {status}: {message}" if status else message)
         self.status = status
+
+
+@contextlib.asynccontextmanager
+async def _no_answer_is_an_error() -> AsyncIterator[None]:
+    """Connection-level failures as KubeApiError, so that callers handle one exception type
+    (aiohttp's ServerDisconnectedError, for one, is not an OSError)."""
+    try:
+        yield
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise KubeApiError(0, f"no answer from the API server: {type(error).__name__}: "
+                              f"{error}") from error
 
 
 def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
@@ -93,13 +108,40 @@ class KubeApi:
     async def _request(
         self, method: str, path: str, body: Mapping[str, Any], content_type: str
     ) -> int:
-        async with self._session.request(
+        async with _no_answer_is_an_error(), self._session.request(
             method, self._server + path, json=body, headers={"Content-Type": content_type}
         ) as response:
             if response.status >= 400 and response.status != 404:
                 text = await response.text()
                 raise KubeApiError(response.status, text[:500])
             return response.status
+
+    async def list_uids(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        *,
+        namespace: str | None,
+        field_selector: str | None = None,
+    ) -> set[str]:
+        """The uids of the objects a LIST returns now (metadata only: no Secret data)."""
+        base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        path = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
+        params = {"fieldSelector": field_selector} if field_selector else {}
+        accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1," \
+                 "application/json"
+        async with _no_answer_is_an_error(), self._session.get(
+            self._server + path, params=params, headers={"Accept": accept}
+        ) as response:
+            if response.status >= 400:
+                raise KubeApiError(response.status, (await response.text())[:500])
+            body = await response.json()
+        return {
+            uid
+            for item in body.get("items") or []
+            if isinstance(uid := (item.get("metadata") or {}).get("uid"), str)
+        }
 
     async def patch_status(self, ref: ResourceRef, patch: Mapping[str, Any]) -> bool:
         """Merge-patch `/status`; False if the object is gone (404)."""

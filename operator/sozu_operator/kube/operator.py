@@ -10,8 +10,8 @@ reconciler's single loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -129,9 +129,14 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
         task = memo.get("reconcile_task")
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # raising here would make kopf retry the cleanup for minutes
+                log.exception("the reconcile loop had died")
         if reconciler.api is not None:
+            await reconciler.withdraw()
             await reconciler.api.close()
 
     return registry
@@ -191,9 +196,9 @@ async def run_operator(
     namespaces: list[str],
     clusterwide: bool,
     endpoints: Endpoints,
-    stop_flag: asyncio.Event | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
-    reconciler = Reconciler(config)
+    reconciler = Reconciler(config, namespaces=namespaces, clusterwide=clusterwide)
     registry = build_registry(reconciler)
     runners = await serve_endpoints(reconciler, endpoints)
     log.info(

@@ -21,13 +21,14 @@ import contextlib
 import datetime
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sozu_operator.applier import apply_steps
-from sozu_operator.kube.api import KubeApi, KubeApiError
+from sozu_operator.kube.api import GROUP, PLURALS, VERSION, KubeApi, KubeApiError
 from sozu_operator.kube.metrics import OperatorMetrics
 from sozu_operator.kube.status import ProxyReport, ResourceOutcome, status_patch
 from sozu_operator.live import LiveReader
@@ -55,6 +56,12 @@ REMOVAL_PHASES = frozenset(
      Phase.CLUSTERS_REMOVE}
 )
 Snapshot = Callable[[], Iterable[Mapping[str, Any]]]
+# What kopf's indexes hold: (group, version, plural, field selector).
+WATCHED = (
+    *((GROUP, VERSION, PLURALS[kind], None) for kind in KINDS),
+    ("", "v1", "secrets", "type=kubernetes.io/tls"),
+    ("discovery.k8s.io", "v1", "endpointslices", None),
+)
 
 
 @dataclass(frozen=True)
@@ -103,10 +110,19 @@ class _Memory:
     inputs_digest: str | None = None
     last_good_digest: str | None = None
     worker_pids: tuple[int, ...] | None = None
+    # uid → when its first watch event arrived, and uids of objects known to be deleted that
+    # kopf's indexes still hold (see `Reconciler._forget_deleted`).
+    first_seen: dict[str, float] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _uid(body: Mapping[str, Any]) -> str | None:
+    uid = (body.get("metadata") or {}).get("uid")
+    return uid if isinstance(uid, str) else None
 
 
 def _ref(body: Mapping[str, Any]) -> ResourceRef:
@@ -194,8 +210,12 @@ class Reconciler:
         *,
         metrics: OperatorMetrics | None = None,
         inputs: Inputs | None = None,
+        namespaces: Sequence[str] = (),
+        clusterwide: bool = False,
     ) -> None:
         self.config = config
+        self.namespaces = tuple(namespaces)
+        self.clusterwide = clusterwide
         self.metrics = metrics or OperatorMetrics()
         self.inputs = inputs or Inputs()
         self.api: KubeApi | None = None
@@ -204,6 +224,7 @@ class Reconciler:
         self.indexed = asyncio.Event()
         self.ready = False
         self.heartbeat = time.monotonic()
+        self._deleted_checked = time.monotonic()
         self.last_error: str | None = None
         self._memory = _Memory()
         self._reader = LiveReader()
@@ -215,6 +236,13 @@ class Reconciler:
         """Called for every watch event. Spec changes (a new generation) and deletions start a
         pass; status-only changes only refresh the status aggregate."""
         self.indexed.set()
+        uid = _uid(body)
+        if uid is not None:
+            if event_type == "DELETED":
+                self._memory.first_seen.pop(uid, None)
+                self._memory.deleted.discard(uid)
+            else:
+                self._memory.first_seen.setdefault(uid, time.monotonic())
         if kind not in KINDS:
             self.dirty.set()
             return
@@ -240,6 +268,9 @@ class Reconciler:
             while True:
                 self.heartbeat = time.monotonic()
                 await self._wait_for_work()
+                # At least once per resync period, also when changes keep the loop busy.
+                if time.monotonic() - self._deleted_checked >= self.config.resync:
+                    await self._forget_deleted()
                 if not self.dirty.is_set():
                     self.status_dirty.clear()
                     await self.refresh_status()
@@ -274,6 +305,7 @@ class Reconciler:
         log.warning("reconcile pass failed, will retry: %s", message)
 
     async def _wait_for_work(self) -> None:
+        """Wait for a change or the resync period."""
         dirty = asyncio.create_task(self.dirty.wait())
         status = asyncio.create_task(self.status_dirty.wait())
         try:
@@ -285,6 +317,63 @@ class Reconciler:
         finally:
             dirty.cancel()
             status.cancel()
+
+    async def _forget_deleted(self) -> None:
+        """Find objects deleted while a watch was re-listing, which kopf's indexes keep.
+
+        After a watch expires (410 Gone), kopf lists again but never reports the objects
+        deleted in between: they would stay in its indexes, and be served by Sōzu, for good.
+        At each resync, a metadata-only LIST of everything watched finds them: an object whose
+        first event came before the LIST started, in a namespace that was listed, but that the
+        LIST does not return, is gone. Nothing is forgotten unless every LIST succeeded.
+        (A resync-timer-only check would never run while changes keep the loop busy.)"""
+        self._deleted_checked = started = time.monotonic()
+        if self.api is None:
+            return
+        scopes: list[str | None] = [None] if self.clusterwide else [
+            ns for ns in self.namespaces if not any(c in ns for c in "*?[]!,")  # not patterns
+        ]
+        listed: set[str] = set()
+        try:
+            for group, version, plural, selector in WATCHED:
+                for namespace in scopes:
+                    listed |= await self.api.list_uids(
+                        group, version, plural, namespace=namespace, field_selector=selector
+                    )
+        except KubeApiError as error:
+            log.warning("cannot list the watched objects to find deleted ones: %s", error)
+            return
+        in_index: set[str] = set()
+        for body in (*self.inputs.resources(), *self.inputs.secrets(),
+                     *self.inputs.endpoint_slices()):
+            uid = _uid(body)
+            if uid is None:
+                continue
+            in_index.add(uid)
+            namespace = (body.get("metadata") or {}).get("namespace")
+            if (
+                uid not in listed
+                and uid not in self._memory.deleted
+                and (self.clusterwide or namespace in scopes)
+                and self._memory.first_seen.get(uid, math.inf) < started
+            ):
+                log.warning("%s %s/%s is gone but its deletion was never reported (the watch "
+                            "re-listed): forgetting it", body.get("kind"), namespace,
+                            (body.get("metadata") or {}).get("name"))
+                self._memory.deleted.add(uid)
+                self.dirty.set()
+        self._memory.deleted &= in_index
+
+    def _snapshot(self) -> tuple[list[dict[str, Any]], list[Mapping[str, Any]],
+                                 list[Mapping[str, Any]]]:
+        """The indexes' contents, without the objects known to be deleted."""
+        deleted = self._memory.deleted
+
+        def kept(bodies: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+            return [b for b in bodies if _uid(b) not in deleted]
+
+        return ([dict(b) for b in kept(self.inputs.resources())],
+                kept(self.inputs.secrets()), kept(self.inputs.endpoint_slices()))
 
     async def _watch_restarts(self) -> None:
         """A cheap look at Sōzu's workers every few seconds: new worker pids mean Sōzu (or its
@@ -321,12 +410,13 @@ class Reconciler:
 
     # --- one pass ---------------------------------------------------------------------------
 
-    def _resolvers(self) -> tuple[Any, Any]:
+    def _resolvers(
+        self, secret_bodies: Iterable[Mapping[str, Any]], slices: Sequence[Mapping[str, Any]]
+    ) -> tuple[Any, Any]:
         secrets = {
             ((s.get("metadata") or {}).get("namespace"), (s.get("metadata") or {}).get("name")): s
-            for s in self.inputs.secrets()
+            for s in secret_bodies
         }
-        slices = list(self.inputs.endpoint_slices())
 
         def resolve_secret(ref: ResourceRef, secret: SecretRef) -> TlsMaterial | ResolutionError:
             found = tls_material(
@@ -345,21 +435,23 @@ class Reconciler:
 
         return resolve_service, resolve_secret
 
-    def _inputs_digest(self, bodies: Sequence[Mapping[str, Any]]) -> str:
+    def _inputs_digest(
+        self, bodies: Sequence[Mapping[str, Any]], others: Iterable[Mapping[str, Any]]
+    ) -> str:
         parts = sorted(
             f"{_ref(b)}@{(b.get('metadata') or {}).get('generation')}" for b in bodies
         )
         parts += sorted(
             f"{(s.get('metadata') or {}).get('namespace')}/{(s.get('metadata') or {}).get('name')}"
             f"@{(s.get('metadata') or {}).get('resourceVersion')}"
-            for s in (*self.inputs.secrets(), *self.inputs.endpoint_slices())
+            for s in others
         )
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     async def pass_once(self) -> PassOutcome:
         started = time.perf_counter()
-        bodies = [dict(b) for b in self.inputs.resources()]
-        resolve_service, resolve_secret = self._resolvers()
+        bodies, secrets, slices = self._snapshot()
+        resolve_service, resolve_secret = self._resolvers(secrets, slices)
         client = await self._sozu()
         live = await self._reader.read(client)
         result = reconcile(
@@ -374,7 +466,7 @@ class Reconciler:
             default_class=self.config.default_class,
         )
         outcome = PassOutcome()
-        digest = self._inputs_digest(bodies)
+        digest = self._inputs_digest(bodies, (*secrets, *slices))
         steps: Sequence[Step] = result.plan.steps
         if not self.indexed.is_set():
             kept = [s for s in steps if s.phase not in REMOVAL_PHASES]
@@ -504,7 +596,7 @@ class Reconciler:
 
     async def refresh_status(self) -> None:
         """Status-only refresh from the last pass (no Sōzu I/O)."""
-        by_ref = {_ref(body): body for body in self.inputs.resources()}
+        by_ref = {_ref(body): body for body in self._snapshot()[0]}
         await self._write_statuses(by_ref)
 
     async def _write_statuses(self, by_ref: Mapping[ResourceRef, Mapping[str, Any]]) -> None:
@@ -523,6 +615,29 @@ class Reconciler:
                     await self.api.patch_status(ref, patch)
                 except KubeApiError as error:
                     log.warning("cannot write the status of %s: %s", ref, error)
+
+    async def withdraw(self) -> None:
+        """On shutdown, remove this proxy's entry from the status of every resource.
+
+        Pods of a Deployment get new names at every rollout and scale-down: an entry left
+        behind would count forever as a proxy that never programs the next generation
+        ("2/4", Programmed=False). The remaining sidecars see the change and rewrite the
+        aggregate. A pod that dies without a graceful stop still leaves its entry."""
+        if self.api is None:
+            return
+        pod = self.config.pod_name
+        for body in self._snapshot()[0]:
+            ref = _ref(body)
+            status = body.get("status")
+            proxies = status.get("proxies") if isinstance(status, Mapping) else None
+            if ref not in self._memory.outcomes and not (
+                isinstance(proxies, Mapping) and pod in proxies
+            ):
+                continue
+            try:
+                await self.api.patch_status(ref, {"proxies": {pod: None}})
+            except KubeApiError as error:
+                log.warning("cannot remove %s from the status of %s: %s", pod, ref, error)
 
     async def _post_events(
         self, outcomes: Mapping[ResourceRef, ResourceOutcome], *, drift: bool,

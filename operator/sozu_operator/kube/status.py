@@ -149,8 +149,15 @@ def status_patch(outcome: ResourceOutcome, current: Mapping[str, Any] | None) ->
     for key, value in wanted.items():
         if key == "proxies":
             entry = value[outcome.report.pod]
-            if (have.get("proxies") or {}).get(outcome.report.pod) != entry:
+            stored = (have.get("proxies") or {}).get(outcome.report.pod)
+            # A null in a merge patch deletes the field, so the server never stores one:
+            # compare without them, or an entry with a null would be re-sent every pass.
+            if not isinstance(stored, Mapping) or _non_null(stored) != _non_null(entry):
                 patch["proxies"] = {outcome.report.pod: entry}
         elif have.get(key) != value:
             patch[key] = value
     return patch or None
+
+
+def _non_null(entry: Mapping[str, Any]) -> Json:
+    return {key: value for key, value in entry.items() if value is not None}

@@ -12,6 +12,7 @@ import binascii
 import datetime
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -93,6 +94,33 @@ class CertificateFacts:
 
     def covers(self, hostname: str) -> bool:
         return any(_name_matches(name, hostname) for name in self.names)
+
+
+class NameIndex:
+    """The names of several certificates, indexed so that `covers(hostname)` costs O(1)
+    instead of one `_name_matches` per name: the same answer as `any(facts.covers(hostname)
+    for facts in …)` over the certificates it was built from."""
+
+    __slots__ = ("_exact", "_wildcard_parents")
+
+    def __init__(self, names: Iterable[str]) -> None:
+        exact: set[str] = set()
+        parents: set[str] = set()
+        for name in names:
+            lowered = name.lower()
+            if lowered.startswith("*."):
+                parents.add(lowered[2:])
+            else:
+                exact.add(lowered)
+        self._exact = frozenset(exact)
+        self._wildcard_parents = frozenset(parents)
+
+    def covers(self, hostname: str) -> bool:
+        hostname = hostname.lower()
+        if hostname in self._exact:
+            return True
+        head, _, rest = hostname.partition(".")
+        return bool(head) and rest in self._wildcard_parents
 
 
 def _name_matches(pattern: str, hostname: str) -> bool:

@@ -103,6 +103,17 @@ class ConfigState:
     tcp_frontends: dict[str, list[TcpFrontend]] = field(default_factory=dict)
     certificates: dict[SocketAddress, dict[str, CertificateAndKey]] = field(default_factory=dict)
     request_counts: dict[str, int] = field(default_factory=dict)
+    # Derived data for the per-cluster queries, kept valid by `dispatch` (the only writer of
+    # the tables): routes grouped by cluster, rebuilt after any change, and cluster hashes,
+    # dropped per cluster a request touches. Without them every `query_cluster_by_id` scanned
+    # all routes and `query_clusters_hashes` did so once per cluster (minutes at 10k clusters).
+    _generation: int = field(default=0, init=False, repr=False, compare=False)
+    _routes_index: tuple[int, dict[str, tuple[list[HttpFrontend], list[HttpFrontend]]]] | None = (
+        field(default=None, init=False, repr=False, compare=False)
+    )
+    _hash_cache: dict[str, int] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def copy(self) -> ConfigState:
         return copy.deepcopy(self)
@@ -110,6 +121,9 @@ class ConfigState:
     # --- mutations -------------------------------------------------------------------------
 
     def dispatch(self, request: rq.Mutation) -> None:
+        self._generation += 1
+        for cluster_id in self._clusters_touched(request):
+            self._hash_cache.pop(cluster_id, None)
         verb = rq.verb_name(request)
         # Sōzu counts every request that reaches the state, accepted or not, and stores a new
         # key as 1 then increments it, so every count reads one too high.
@@ -187,6 +201,28 @@ class ConfigState:
                 self._replace_certificate(address, new_certificate, old_fingerprint)
             case _:
                 raise StateError(ErrorKind.INVALID, "State can not handle this request")
+
+    def _clusters_touched(self, request: rq.Mutation) -> tuple[str, ...]:
+        """Clusters whose `cluster_information` `request` may change (before it applies)."""
+        match request:
+            case rq.AddCluster(Cluster(cluster_id=cluster_id)) | rq.RemoveCluster(cluster_id):
+                return (cluster_id,)
+            case rq.AddBackend(Backend(cluster_id=cluster_id)) | rq.RemoveBackend(cluster_id):
+                return (cluster_id,)
+            case rq.AddTcpFrontend(frontend) | rq.RemoveTcpFrontend(frontend):
+                return (frontend.cluster_id,)
+            case (
+                rq.AddHttpFrontend(frontend)
+                | rq.AddHttpsFrontend(frontend)
+                | rq.RemoveHttpFrontend(frontend)
+                | rq.RemoveHttpsFrontend(frontend)
+            ):
+                # A removal goes by key: the route held there may point at another cluster.
+                https = isinstance(request, rq.AddHttpsFrontend | rq.RemoveHttpsFrontend)
+                held = (self.https_frontends if https else self.http_frontends).get(frontend.key)
+                touched = {frontend.cluster_id, None if held is None else held.cluster_id}
+                return tuple(cluster_id for cluster_id in touched if cluster_id is not None)
+        return ()
 
     def _add_listener(
         self,
@@ -317,16 +353,11 @@ class ConfigState:
         configuration = self.clusters.get(cluster_id)
         if configuration is None:
             return None
-
-        def routed_here(table: dict[str, HttpFrontend]) -> tuple[HttpFrontend, ...]:
-            return tuple(
-                table[key] for key in sorted(table) if table[key].cluster_id == cluster_id
-            )
-
+        http, https = self._routes_by_cluster().get(cluster_id, ([], []))
         return ClusterInformation(
             configuration=configuration,
-            http_frontends=routed_here(self.http_frontends),
-            https_frontends=routed_here(self.https_frontends),
+            http_frontends=tuple(http),
+            https_frontends=tuple(https),
             tcp_frontends=tuple(self.tcp_frontends.get(cluster_id, ())),
             backends=tuple(self.backends.get(cluster_id, ())),
         )
@@ -362,11 +393,29 @@ class ConfigState:
         Sōzu's values come from Rust's unstable DefaultHasher and cannot be reproduced; these
         only share their meaning: equal while nothing of the cluster changed."""
         hashes = {}
+        cache = self._hash_cache
         for cluster_id in sorted(self.clusters):
-            information = self.cluster_information(cluster_id)
-            digest = hashlib.blake2b(repr(information).encode(), digest_size=8).digest()
-            hashes[cluster_id] = int.from_bytes(digest, "little")
+            value = cache.get(cluster_id)
+            if value is None:
+                information = self.cluster_information(cluster_id)
+                digest = hashlib.blake2b(repr(information).encode(), digest_size=8).digest()
+                value = cache[cluster_id] = int.from_bytes(digest, "little")
+            hashes[cluster_id] = value
         return hashes
+
+    def _routes_by_cluster(self) -> dict[str, tuple[list[HttpFrontend], list[HttpFrontend]]]:
+        """cluster id → (HTTP routes, HTTPS routes) pointing at it, each in key order."""
+        cached = self._routes_index
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
+        grouped: dict[str, tuple[list[HttpFrontend], list[HttpFrontend]]] = {}
+        for slot, table in enumerate((self.http_frontends, self.https_frontends)):
+            for key in sorted(table):
+                front = table[key]
+                if front.cluster_id is not None:
+                    grouped.setdefault(front.cluster_id, ([], []))[slot].append(front)
+        self._routes_index = (self._generation, grouped)
+        return grouped
 
     def generate_requests(self) -> list[rq.Mutation]:
         """The requests that rebuild this state from nothing, in the order Sōzu writes its

@@ -366,21 +366,22 @@ class _Builder:
             headers=spec.headers,
         )
         https = spec.protocol is ListenerType.HTTPS
-        taken = self.claim(ref, [(spec.protocol, http.key)])
+        key = http.key  # formats the address: once, not once per use
+        taken = self.claim(ref, [(spec.protocol, key)])
         if taken is not None:
             self.fail(
                 ref,
                 "spec",
-                f"the {spec.protocol.name} frontend {http.key!r} is already defined by "
+                f"the {spec.protocol.name} frontend {key!r} is already defined by "
                 f"{taken[0]}, which takes precedence ({_PRECEDENCE})",
             )
             return
         if https:
             self.https_frontends.append(http)
-            self.sources[("https_frontend", http.key)] = ref
+            self.sources[("https_frontend", key)] = ref
         else:
             self.http_frontends.append(http)
-            self.sources[("http_frontend", http.key)] = ref
+            self.sources[("http_frontend", key)] = ref
         self.accepted.append(ref)
 
     # --- certificates ----------------------------------------------------------------------
@@ -505,11 +506,18 @@ class _Builder:
         if any(ref.kind == sch.CERTIFICATE_KIND for ref in self.unresolved):
             return  # a certificate we could not read may well cover it
         accepted = set(self.accepted)
+        # One index per address: checking each route against every certificate there was
+        # O(routes x certificates), minutes at 50k routes and 500 certificates.
+        served = {
+            address: certs.NameIndex(name for facts in listed for name in facts.names)
+            for address, listed in self.served.items()
+        }
+        nothing = certs.NameIndex(())
         for parsed, spec in frontends:
             if spec.protocol is not ListenerType.HTTPS or parsed.ref not in accepted:
                 continue
             hostname = spec.hostname or ""
-            if not any(facts.covers(hostname) for facts in self.served.get(spec.address, ())):
+            if not served.get(spec.address, nothing).covers(hostname):
                 self.note(
                     parsed.ref,
                     "spec.hostname",

@@ -46,6 +46,7 @@ whose verdict is not `allowed`.
 from __future__ import annotations
 
 import enum
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -298,7 +299,6 @@ class _Planner:
         self.steps: dict[Phase, list[Step]] = {phase: [] for phase in Phase}
         self.problems: list[Problem] = []
         self.removals = 0
-        self._routes_by_cluster = self._index_routes_by_cluster()
 
     def run(self) -> None:
         for kind, address in sorted(self.desired.listeners, key=_listener_sort):
@@ -345,8 +345,10 @@ class _Planner:
             + sum(ownership.owns_certificate(owner, c) for c in live.certificates.values())
         )
 
-    def _index_routes_by_cluster(self) -> dict[str, set[str]]:
-        """Route names pointing at each cluster in live or desired: what a backend gap hits."""
+    @functools.cached_property
+    def _routes_by_cluster(self) -> dict[str, set[str]]:
+        """Route names pointing at each cluster in live or desired: what a backend gap hits.
+        Built on first use: only a plan with a backend gap needs it."""
         index: dict[str, set[str]] = defaultdict(set)
         for state in (self.live, self.desired):
             for kind, table in _frontend_tables(state):
@@ -490,15 +492,19 @@ class _Planner:
     def _backends(self) -> None:
         owner = self.owner
         wanted: dict[BackendKey, Backend] = {}
-        for key in sorted(self.desired.backends, key=_backend_sort):
-            backend = self.desired.backends[key]
+        unowned: list[BackendKey] = []
+        # Unsorted: the groups below are sorted; only the problems need this order.
+        for key, backend in self.desired.backends.items():
             if ownership.owns_cluster(owner, backend.cluster_id):
                 wanted[key] = backend
             else:
-                self._problem(
-                    "backend", _backend_text(backend),
-                    f"its cluster id lacks the {owner!r} prefix", backend.cluster_id,
-                )
+                unowned.append(key)
+        for key in sorted(unowned, key=_backend_sort):
+            backend = self.desired.backends[key]
+            self._problem(
+                "backend", _backend_text(backend),
+                f"its cluster id lacks the {owner!r} prefix", backend.cluster_id,
+            )
         owned_live = {
             key: backend
             for key, backend in self.live.backends.items()
@@ -520,7 +526,13 @@ class _Planner:
 
         net_removed: Counter[str] = Counter()
         readdressed: list[tuple[list[Backend], list[Backend]]] = []
-        for cluster_id, address in sorted(groups, key=lambda g: (g[0], g[1].sort_key)):
+        # Most groups are one backend, unchanged: they send nothing and remove nothing.
+        changing = [
+            group
+            for group, (desired_here, live_here) in groups.items()
+            if not (len(desired_here) == len(live_here) == 1 and desired_here[0] == live_here[0])
+        ]
+        for cluster_id, address in sorted(changing, key=lambda g: (g[0], g[1].sort_key)):
             desired_here, live_here = groups[(cluster_id, address)]
             desired_ids = {b.identity for b in desired_here}
             live_by_id = {b.identity: b for b in live_here}
@@ -562,9 +574,8 @@ class _Planner:
                     gap=_GAP_BACKEND if opens_gap else None,
                     gap_routes=self._routes_by_cluster.get(cluster_id, ()) if opens_gap else (),
                 )
-            live_by_id = {b.identity: b for b in self.live.backends.values()}
             for backend in desired_here:
-                old = live_by_id.get(backend.identity)
+                old = self.live.backends.get(backend.identity)
                 if old is None:
                     action, text = Action.ADD, f"+ backend {_backend_text(backend)}"
                 elif old != backend:
@@ -591,7 +602,7 @@ class _Planner:
         }
         # Workers compare hostnames after normalising them (IDNA, lowercase), so keys that
         # differ only in case are distinct in main but the same route in workers.
-        live_by_folded = {_folded_key(front): front for front in live_table.values()}
+        live_by_folded = {_folded_key(key, front): front for key, front in live_table.items()}
 
         wanted: dict[str, HttpFrontend] = {}
         protected: set[str] = set()
@@ -599,7 +610,8 @@ class _Planner:
         for key in sorted(desired_table):
             front = desired_table[key]
             resource = _resource(front)
-            holder = live_by_folded.get(_folded_key(front))
+            folded = _folded_key(key, front)
+            holder = live_by_folded.get(folded)
             if not ownership.owns_frontend(owner, front):
                 protected.add(key)
                 self._problem(
@@ -618,31 +630,32 @@ class _Planner:
                     f"({_owner_text(holder)}); left alone",
                     resource,
                 )
-            elif _folded_key(front) in wanted_folded:
+            elif folded in wanted_folded:
                 self._problem(
                     noun, key, "another desired frontend differs from it only by hostname case",
                     resource,
                 )
             else:
                 wanted[key] = front
-                wanted_folded.add(_folded_key(front))
+                wanted_folded.add(folded)
 
         handled: set[str] = set()
         for key in sorted(wanted):
             front = wanted[key]
             old = owned_live.get(key)
+            old_key = key
             if old is None:
                 # A live owned route differing only by case must go first (see above).
-                twin = live_by_folded.get(_folded_key(front))
+                twin = live_by_folded.get(_folded_key(key, front))
                 if twin is not None and twin.key not in wanted:
-                    old = twin
+                    old, old_key = twin, twin.key
             if old is None:
                 self._add(
                     Phase.FRONTENDS_ADD, Action.ADD, _ADD_FRONTEND[kind](front),
                     f"+ {noun} {key} → {_target(front)}", _resource(front),
                 )
                 continue
-            handled.add(old.key)
+            handled.add(old_key)
             if old == front:
                 continue
             self._add(
@@ -769,7 +782,12 @@ def _table(state: ProxyState, kind: ListenerType) -> Mapping[str, HttpFrontend]:
     return state.http_frontends if kind is ListenerType.HTTP else state.https_frontends
 
 
-def _folded_key(front: HttpFrontend) -> str:
+def _folded_key(key: str, front: HttpFrontend) -> str:
+    """`key` (the route's `HttpFrontend.key`, as its table holds it) with the hostname
+    lowercased; most hostnames already are, and formatting the address again is the costly
+    part of building a key."""
+    if front.hostname == front.hostname.lower():
+        return key
     text = f"{front.address};{front.hostname.lower()};{front.path.key_text}"
     return text if front.method is None else f"{text};{front.method}"
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,8 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    body: Mapping[str, Any]
+    # Raw documents hold inline private keys and Secrets: never in a repr (logs, tracebacks).
+    body: Mapping[str, Any] = field(repr=False)
     source: Source
 
 

@@ -71,6 +71,13 @@ BAD_NAMESPACE: Final = "(invalid namespace)"
 INTERNAL_ERROR: Final = "internal error while validating (please report)"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Key material must never reach a message (and from there logs, status conditions, Events).
+# A value is withheld when it merely mentions a private key (it is user data, perhaps a key
+# pasted into the wrong field); a finished message is cut at a private key's PEM armour, so the
+# validator's own hints ("-----BEGIN … PRIVATE KEY-----") stay readable.
+_KEY_HINT = "PRIVATE KEY"
+_KEY_ARMOUR = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+WITHHELD: Final = "<withheld: looks like a private key>"
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----[A-Za-z0-9+/=\s]+-----END \1-----")
 _LOOKAROUND = re.compile(r"\(\?(=|!|<=|<!|P=)|(?<!\\)\\[1-9]")
 
@@ -84,13 +91,16 @@ def format_path(parts: Sequence[PathPart]) -> str:
         elif _IDENTIFIER.fullmatch(part):
             text += f".{part}" if text else part
         else:
-            text += f"[{part!r}]"
+            text += f"[{WITHHELD if _KEY_HINT in part else repr(part)}]"
     return text
 
 
 def show(value: object, limit: int = 60) -> str:
-    """A value as it appears in a message: repr, cut short (garbage can be huge)."""
+    """A value as it appears in a message: repr, cut short (garbage can be huge), and never
+    a private key."""
     text = repr(value)
+    if _KEY_HINT in text:
+        return WITHHELD
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -101,6 +111,10 @@ class _Errors:
         self.items: dict[tuple[Path, str], None] = {}
 
     def add(self, path: Sequence[PathPart], message: str) -> None:
+        # A safety net for messages quoting values without `show` (e.g. jsonschema's own).
+        armour = _KEY_ARMOUR.search(message)
+        if armour is not None:
+            message = message[: armour.start()] + WITHHELD
         # Messages quote user values; keep them readable whatever the input size.
         if len(message) > MAX_MESSAGE:
             message = message[: MAX_MESSAGE - 1] + "…"
@@ -633,19 +647,24 @@ def _cut(text: str, limit: int = 253) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _usable(value: object) -> str | None:
+    """`value` cut to size for a ref, or None when it cannot name anything (not a string,
+    empty, or key material: a ref is printed in every message about its resource)."""
+    if not isinstance(value, str) or not value or _KEY_HINT in value:
+        return None
+    return _cut(value)
+
+
 def resource_ref(obj: object) -> ResourceRef:
     """A best-effort ref for any object, so that even garbage gets a name in error messages."""
     if not isinstance(obj, Mapping):
         return ResourceRef(UNKNOWN_KIND, sch.DEFAULT_NAMESPACE, NO_NAME)
-    kind = obj.get("kind")
     metadata = obj.get("metadata")
     metadata = metadata if isinstance(metadata, Mapping) else {}
-    name = metadata.get("name")
-    namespace = metadata.get("namespace", sch.DEFAULT_NAMESPACE)
     return ResourceRef(
-        kind=_cut(kind) if isinstance(kind, str) and kind else UNKNOWN_KIND,
-        namespace=_cut(namespace) if isinstance(namespace, str) and namespace else BAD_NAMESPACE,
-        name=_cut(name) if isinstance(name, str) and name else NO_NAME,
+        kind=_usable(obj.get("kind")) or UNKNOWN_KIND,
+        namespace=_usable(metadata.get("namespace", sch.DEFAULT_NAMESPACE)) or BAD_NAMESPACE,
+        name=_usable(metadata.get("name")) or NO_NAME,
     )
 
 

@@ -45,7 +45,6 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 from types import TracebackType
 from typing import Final, Self, TypeVar
 
@@ -129,24 +128,60 @@ def connect_error_for(path: str, error: OSError) -> SozuConnectError:
     )
 
 
+_MAX_LINKS = 40  # as Linux's MAXSYMLINKS: beyond it, connect() reports ELOOP itself
+
+
+def _untrusted_link(path: str, trusted: set[int]) -> tuple[str, int] | None:
+    """The first symbolic link owned by an untrusted uid that resolving `path` goes through,
+    with its owner: every component of the path and, recursively, of every link target, in
+    the order the kernel follows them. None if there is none, or if resolution stops at a
+    missing or unreadable component (connect() then reports that)."""
+    pending = [part for part in path.split("/") if part]
+    current = "/" if path.startswith("/") else os.getcwd()
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            current = os.path.dirname(current) or "/"
+            continue
+        candidate = os.path.join(current, part)
+        try:
+            status = os.lstat(candidate)
+        except OSError:
+            return None
+        if not stat.S_ISLNK(status.st_mode):
+            current = candidate
+            continue
+        if status.st_uid not in trusted:
+            return candidate, status.st_uid
+        hops += 1
+        if hops > _MAX_LINKS:
+            return None
+        try:
+            target = os.readlink(candidate)
+        except OSError:
+            return None
+        if target.startswith("/"):
+            current = "/"
+        pending[:0] = [piece for piece in target.split("/") if piece]
+    return None
+
+
 def check_socket_path(path: str) -> None:
     """Refuse paths that someone other than us or root could redirect.
 
-    Sōzu's socket carries certificates with their private keys and answers we act on. If any
-    component of the path is a symbolic link owned by another uid, that user can repoint it at
-    a socket of their own (e.g. in a shared volume or /tmp). Only links are checked: the
-    directories themselves are trusted, as Sōzu trusts them when it creates the socket.
-    Missing or unreadable components are left for connect() to report.
+    Sōzu's socket carries certificates with their private keys and answers we act on. If
+    resolving the path goes through a symbolic link owned by another uid (a component of the
+    path itself, or of a link's target, however deep), that user can repoint it at a socket of
+    their own (e.g. in a shared volume or /tmp). Only links are checked: the directories
+    themselves are trusted, as Sōzu trusts them when it creates the socket. Missing or
+    unreadable components are left for connect() to report.
     """
-    trusted = {os.geteuid(), 0}
-    absolute = Path(os.path.abspath(path))
-    for component in (absolute, *absolute.parents):
-        try:
-            status = os.lstat(component)
-        except OSError:
-            continue
-        if stat.S_ISLNK(status.st_mode) and status.st_uid not in trusted:
-            raise UnsafeSocketPath(str(component), status.st_uid)
+    found = _untrusted_link(path, {os.geteuid(), 0})
+    if found is not None:
+        raise UnsafeSocketPath(*found)
     try:
         mode = os.stat(path).st_mode
     except OSError:

@@ -229,7 +229,9 @@ class Codec:
     def _guard(self, payload: bytes, type_name: str, build: Callable[[], _T]) -> _T:
         try:
             return build()
-        except _NotUtf8 as error:
+        except (_NotUtf8, UnicodeDecodeError) as error:
+            # UnicodeDecodeError: the protobuf runtime decodes the string keys and values of
+            # map fields lazily, while they are iterated, and fails there on bad UTF-8.
             raise UndecodablePayload(
                 f"sozu.{self.version.name.lower()}.{type_name}", payload, str(error)
             ) from None
