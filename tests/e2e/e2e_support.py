@@ -30,12 +30,15 @@ from typing import Any, Self, TypeVar, overload
 import aiohttp
 import yaml
 
+from sozu_operator.cli import build_parser
+from sozu_operator.cli.run import config_from_args
 from sozu_operator.emulators.kube import KubeEmulator
 from sozu_operator.emulators.sozu import SozuEmulator
 from sozu_operator.kube.operator import Endpoints, run_operator
 from sozu_operator.kube.permissions import flatten
-from sozu_operator.kube.reconciler import OperatorConfig, endpoint_backends
+from sozu_operator.kube.reconciler import endpoint_backends
 from sozu_operator.proxy import requests as rq
+from sozu_operator.proxy.model import Backend, Cluster, HttpFrontend, SocketAddress
 from sozu_operator.reconcile import ownership
 from sozu_operator.reconcile.desired import ResolutionError
 from sozu_operator.reconcile.pipeline import reconcile
@@ -49,6 +52,7 @@ from sozu_operator.resources.models import (
     TlsMaterial,
 )
 from sozu_operator.resources.secrets import tls_material
+from sozu_operator.wire import SozuClient, WireVersion
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -200,6 +204,10 @@ class Api:
                      namespace: str = NS) -> None:
         await self._call("DELETE", self._path(api_version, kind, name, namespace))
 
+    async def delete_all(self, kind: str, *, api_version: str = GV, namespace: str = NS) -> None:
+        """One DELETE on the collection (`deletecollection`): every object of the kind at once."""
+        await self._call("DELETE", self._path(api_version, kind, namespace=namespace))
+
     async def objects(self, kind: str, *, api_version: str = GV, namespace: str = NS,
                    params: Mapping[str, str] | None = None) -> list[Json]:
         answer = await self._call("GET", self._path(api_version, kind, namespace=namespace),
@@ -266,23 +274,59 @@ def live(sozu: SozuEmulator) -> ProxyState:
     return ProxyState.from_config_state(sozu.state)
 
 
-def owned(sozu: SozuEmulator) -> ProxyState:
-    """The part of Sōzu's live state this installation owns (cheap: no I/O)."""
+def _split(sozu: SozuEmulator, mine: bool) -> ProxyState:
     state = live(sozu)
     return dataclasses.replace(
         state,
-        clusters={k: v for k, v in state.clusters.items() if ownership.owns_cluster(OWNER, k)},
+        clusters={k: v for k, v in state.clusters.items()
+                  if ownership.owns_cluster(OWNER, k) == mine},
         backends={k: v for k, v in state.backends.items()
-                  if ownership.owns_cluster(OWNER, v.cluster_id)},
+                  if ownership.owns_cluster(OWNER, v.cluster_id) == mine},
         http_frontends={k: v for k, v in state.http_frontends.items()
-                        if ownership.owns_frontend(OWNER, v)},
+                        if ownership.owns_frontend(OWNER, v) == mine},
         https_frontends={k: v for k, v in state.https_frontends.items()
-                         if ownership.owns_frontend(OWNER, v)},
+                         if ownership.owns_frontend(OWNER, v) == mine},
         tcp_frontends=frozenset(f for f in state.tcp_frontends
-                                if ownership.owns_frontend(OWNER, f)),
+                                if ownership.owns_frontend(OWNER, f) == mine),
         certificates={k: v for k, v in state.certificates.items()
-                      if ownership.owns_certificate(OWNER, v)},
+                      if ownership.owns_certificate(OWNER, v) == mine},
     )
+
+
+def owned(sozu: SozuEmulator) -> ProxyState:
+    """The part of Sōzu's live state this installation owns (cheap: no I/O)."""
+    return _split(sozu, True)
+
+
+def unowned(sozu: SozuEmulator) -> ProxyState:
+    """Everything else: listeners, Sōzu's boot objects, objects added by hand (no I/O)."""
+    return _split(sozu, False)
+
+
+def foreign(cluster_id: str, hostname: str, port: int) -> list[rq.Mutation]:
+    """A cluster, a backend and a route without our markers, as an administrator adds them."""
+    return [
+        rq.AddCluster(Cluster(cluster_id)),
+        rq.AddBackend(Backend(cluster_id, f"{cluster_id}-0",
+                              SocketAddress.parse(f"127.0.0.1:{port}"))),
+        rq.AddHttpFrontend(HttpFrontend(SocketAddress.parse("0.0.0.0:8080"), hostname,
+                                        cluster_id=cluster_id)),
+    ]
+
+
+def hostnames(sozu: SozuEmulator) -> set[str]:
+    return {f.hostname for f in sozu.state.http_frontends.values()}
+
+
+async def by_hand(sozu: SozuEmulator, *requests: rq.Request, save: bool = False) -> None:
+    """What an administrator does with the `sozu` CLI, over the same socket (`save`: then
+    `sozu state save` into Sōzu's boot state file, so that the objects survive restarts)."""
+    async with SozuClient(sozu.socket_path, version=WireVersion.V2, timeout=5) as client:
+        for request in requests:
+            await client.send(request)
+        if save:
+            assert sozu.state_file is not None
+            await client.save_state(str(sozu.state_file))
 
 
 async def plan_steps(api: Api, sozu: SozuEmulator, *, namespace: str = NS) -> list[Step]:
@@ -418,6 +462,7 @@ class OperatorProcess:
         self.log_path = log_path
         self.process: asyncio.subprocess.Process | None = None
         self.stopped = False  # stop() was called: exiting is expected
+        self.killed = False  # kill() was called: dying by SIGKILL is expected
 
     async def start(self) -> Self:
         env = {**os.environ, "KUBECONFIG": str(self.spec.kubeconfig), "PYTHONUNBUFFERED": "1"}
@@ -440,6 +485,14 @@ class OperatorProcess:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL now (a node lost, the OOM killer): no cleanup of any kind. Synchronous, so
+        that it can be called from inside an emulator hook at an exact request."""
+        if self.process is not None and self.process.returncode is None:
+            self.killed = True
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGKILL)
 
     async def stop(self, grace: float = 15.0) -> int | None:
         """SIGTERM (kopf stops gracefully), SIGKILL if it does not exit in time."""
@@ -473,12 +526,12 @@ class InProcessOperator:
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.stopped = False
+        self.killed = False
 
     def _run(self) -> None:
-        config = OperatorConfig(
-            socket=self.spec.socket, pod_name=self.spec.pod, resync=self.spec.resync,
-            debounce=self.spec.debounce, restart_check=self.spec.restart_check,
-        )
+        # The very arguments a process would get (`extra` included), through the CLI's parser.
+        args = build_parser().parse_args(self.spec.arguments())
+        config = config_from_args(args)
         endpoints = Endpoints(self.spec.health_port, self.spec.metrics_port, host="127.0.0.1")
         try:
             asyncio.run(run_operator(config, namespaces=[NS], clusterwide=False,

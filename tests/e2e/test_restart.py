@@ -11,46 +11,23 @@ import time
 from tests.e2e.conftest import StartOperator, StartSozu
 from tests.e2e.e2e_support import (
     Api,
+    by_hand,
     converged,
     eventually,
     example_documents,
+    foreign,
+    hostnames,
     latency_line,
     mutations,
     owned,
 )
 
 from sozu_operator.emulators.kube import KubeEmulator
-from sozu_operator.emulators.sozu import SozuEmulator
 from sozu_operator.proxy import requests as rq
-from sozu_operator.proxy.model import Backend, Cluster, HttpFrontend, SocketAddress
-from sozu_operator.wire import SozuClient, WireVersion
 
-A = SocketAddress.parse
 RESYNC = 2.0
 RESTART_CHECK = 1.0
 RESTARTS = 3
-
-
-def foreign(cluster_id: str, hostname: str, port: int) -> list[rq.Mutation]:
-    return [
-        rq.AddCluster(Cluster(cluster_id)),
-        rq.AddBackend(Backend(cluster_id, f"{cluster_id}-0", A(f"127.0.0.1:{port}"))),
-        rq.AddHttpFrontend(HttpFrontend(A("0.0.0.0:8080"), hostname, cluster_id=cluster_id)),
-    ]
-
-
-def hostnames(sozu: SozuEmulator) -> set[str]:
-    return {f.hostname for f in sozu.state.http_frontends.values()}
-
-
-async def by_hand(sozu: SozuEmulator, *requests: rq.Request, save: bool = False) -> None:
-    """What an administrator does with the `sozu` CLI, over the same socket."""
-    async with SozuClient(sozu.socket_path, version=WireVersion.V2, timeout=5) as client:
-        for request in requests:
-            await client.send(request)
-        if save:
-            assert sozu.state_file is not None
-            await client.save_state(str(sozu.state_file))
 
 
 async def test_restart_is_reprogrammed_and_foreign_objects_survive(

@@ -16,6 +16,8 @@ from sozu_operator.reconcile import ownership
 
 def config_from_args(args: argparse.Namespace) -> OperatorConfig:
     ownership.check_owner(args.owner)
+    if not 0.0 <= args.max_removal_share <= 1.0:
+        raise ValueError(f"--max-removal-share {args.max_removal_share} is not within 0..1")
     return OperatorConfig(
         socket=args.socket,
         pod_name=args.pod_name or os.environ.get("POD_NAME") or socket.gethostname(),
@@ -39,7 +41,7 @@ def run_operator_command(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
     except ValueError as error:
-        print(f"error: --owner: {error}")
+        print(f"error: {error}")
         return 1
     namespaces = args.namespace or [os.environ.get("POD_NAMESPACE") or "default"]
     endpoints = Endpoints(

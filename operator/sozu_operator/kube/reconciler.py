@@ -6,9 +6,10 @@ state, runs the same pure pipeline as the CLI (resources → desired → plan), 
 one request at a time, and writes each resource's status and new problems as Events.
 
 Safety rails:
-- nothing is removed from Sōzu before kopf has delivered its first event, which it does only
-  once every index holds its initial listing: until then an empty index means "not known yet",
-  not "delete everything";
+- nothing is removed from Sōzu, no status or Event is written and /readyz stays 503 before the
+  indexes are known to hold their initial listing (kopf delivers its first event only then;
+  with nothing to watch, a LIST that finds nothing new says so): until then an empty index
+  means "not known yet", not "delete everything";
 - the planner's mass-deletion guard holds here too: a refused plan is reported, not applied;
 - status-only changes of our resources (our own writes, other sidecars' writes) never trigger a
   pass against Sōzu; they only let the aggregate `Programmed` condition catch up.
@@ -40,12 +41,15 @@ from sozu_operator.reconcile.pipeline import Reconciliation, reconcile
 from sozu_operator.reconcile.planner import Phase, PlanOptions, Step
 from sozu_operator.resources.models import (
     BackendSpec,
+    FieldError,
+    Parsed,
     ResourceRef,
     SecretRef,
     ServiceRef,
     TlsMaterial,
 )
 from sozu_operator.resources.secrets import tls_material
+from sozu_operator.resources.validate import parse_resource
 from sozu_operator.wire import SozuClient, SozuError, WireVersion
 
 log = logging.getLogger("sozu_operator.reconciler")
@@ -198,9 +202,65 @@ def _object_key(request: rq.Mutation) -> ObjectKey | None:
     return None
 
 
-def _objects_digest(build: DesiredBuild, ref: ResourceRef) -> str:
-    keys = sorted(repr(key) for key, source in build.sources.items() if source == ref)
-    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+def _objects_digest(keys: Iterable[ObjectKey]) -> str:
+    """A short hash of the Sōzu objects one resource produced (`planHash`)."""
+    texts = sorted(repr(key) for key in keys)
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+
+
+def _by_ref(errors: Iterable[FieldError]) -> dict[ResourceRef, tuple[FieldError, ...]]:
+    """`DesiredBuild.problems_for` / `notes_for` for every resource at once, in order."""
+    grouped: dict[ResourceRef, list[FieldError]] = {}
+    for error in errors:
+        grouped.setdefault(error.ref, []).append(error)
+    return {ref: tuple(found) for ref, found in grouped.items()}
+
+
+class ValidatedResources:
+    """Resources validated once per version of the object and kept across passes.
+
+    Validation (`parse_resource`: the CRD schema through jsonschema, then every rule) ran on
+    every resource at every pass: most of a pass's CPU at 10k resources, for a change to one.
+    Here a resource is validated again only when its kind, name, uid or resourceVersion (which
+    moves with any change to the object) differ, and the pipeline gets the kept `Parsed`, the
+    very result validating the body gives (validation is a pure function of the body). Handed
+    over as bodies instead: invalid resources (the builder reports them from the body) and
+    SozuClusters that set `spec.clusterId` (retention reads that from the body when the
+    cluster fails)."""
+
+    def __init__(self, sozu_version: int) -> None:
+        self.sozu_version = sozu_version
+        self._kept: dict[tuple[object, ...], Parsed | None] = {}  # None: invalid
+        self.validated_last = 0  # resources validated by the last `objects` call
+
+    def objects(self, bodies: Iterable[Mapping[str, Any]]) -> list[object]:
+        kept: dict[tuple[object, ...], Parsed | None] = {}
+        found: list[object] = []
+        validated = 0
+        for body in bodies:
+            metadata = body.get("metadata") or {}
+            version = metadata.get("resourceVersion")
+            spec = body.get("spec")
+            if version is None or (
+                body.get("kind") == "SozuCluster"
+                and isinstance(spec, Mapping)
+                and spec.get("clusterId") is not None
+            ):
+                found.append(body)
+                continue
+            key = (body.get("apiVersion"), body.get("kind"), metadata.get("namespace"),
+                   metadata.get("name"), metadata.get("uid"), version)
+            if key in self._kept:
+                parsed = self._kept[key]
+            else:
+                validated += 1
+                result = parse_resource(body, sozu_version=self.sozu_version)
+                parsed = result if isinstance(result, Parsed) else None
+            kept[key] = parsed
+            found.append(body if parsed is None else parsed)
+        self._kept = kept
+        self.validated_last = validated
+        return found
 
 
 class Reconciler:
@@ -228,6 +288,7 @@ class Reconciler:
         self.last_error: str | None = None
         self._memory = _Memory()
         self._reader = LiveReader()
+        self._validated = ValidatedResources(config.sozu_version)
         self._client: SozuClient | None = None
 
     # --- signals from kopf ------------------------------------------------------------------
@@ -330,16 +391,9 @@ class Reconciler:
         self._deleted_checked = started = time.monotonic()
         if self.api is None:
             return
-        scopes: list[str | None] = [None] if self.clusterwide else [
-            ns for ns in self.namespaces if not any(c in ns for c in "*?[]!,")  # not patterns
-        ]
-        listed: set[str] = set()
+        scopes = self._scopes()
         try:
-            for group, version, plural, selector in WATCHED:
-                for namespace in scopes:
-                    listed |= await self.api.list_uids(
-                        group, version, plural, namespace=namespace, field_selector=selector
-                    )
+            listed = await self._list_watched(scopes)
         except KubeApiError as error:
             log.warning("cannot list the watched objects to find deleted ones: %s", error)
             return
@@ -363,6 +417,47 @@ class Reconciler:
                 self._memory.deleted.add(uid)
                 self.dirty.set()
         self._memory.deleted &= in_index
+
+    def _scopes(self) -> list[str | None]:
+        """Namespaces a LIST can cover (None: all); patterns are left out."""
+        return [None] if self.clusterwide else [
+            ns for ns in self.namespaces if not any(c in ns for c in "*?[]!,")
+        ]
+
+    async def _list_watched(self, scopes: Sequence[str | None]) -> set[str]:
+        """The uids of every watched object a metadata-only LIST returns now."""
+        assert self.api is not None
+        listed: set[str] = set()
+        for group, version, plural, selector in WATCHED:
+            for namespace in scopes:
+                listed |= await self.api.list_uids(
+                    group, version, plural, namespace=namespace, field_selector=selector
+                )
+        return listed
+
+    async def _listing_complete(self, snapshot: Iterable[Mapping[str, Any]]) -> bool:
+        """Whether a snapshot taken before kopf's first event holds the complete listing.
+
+        kopf delivers its first event only once every index holds its initial listing, so any
+        event says so (`indexed`, checked by the caller before its snapshot). With nothing to
+        watch at all there is no event: then a LIST of everything watched, made after the
+        snapshot, that returns only objects the snapshot holds (nothing, in an empty
+        namespace) says the same. Until then, an empty or partial index means "not known
+        yet"."""
+        scopes = self._scopes()
+        if self.api is None or (not self.clusterwide and len(scopes) < len(self.namespaces)):
+            return False
+        try:
+            listed = await self._list_watched(scopes)
+        except KubeApiError as error:
+            log.info("cannot tell yet whether the indexes hold everything: %s", error)
+            return False
+        if listed - {_uid(body) for body in snapshot}:
+            return False
+        log.info("the indexes hold every watched object (%d): removals are allowed",
+                 len(listed))
+        self.indexed.set()
+        return True
 
     def _snapshot(self) -> tuple[list[dict[str, Any]], list[Mapping[str, Any]],
                                  list[Mapping[str, Any]]]:
@@ -450,12 +545,16 @@ class Reconciler:
 
     async def pass_once(self) -> PassOutcome:
         started = time.perf_counter()
+        # Whether the snapshot holds the complete listing is known only from before it is
+        # taken: the listing may complete while this pass reads Sōzu, but the plan is made
+        # from the snapshot.
+        indexed = self.indexed.is_set()
         bodies, secrets, slices = self._snapshot()
         resolve_service, resolve_secret = self._resolvers(secrets, slices)
         client = await self._sozu()
         live = await self._reader.read(client)
         result = reconcile(
-            bodies,
+            self._validated.objects(bodies),
             live,
             owner=self.config.owner,
             sozu_version=self.config.sozu_version,
@@ -468,14 +567,17 @@ class Reconciler:
         outcome = PassOutcome()
         digest = self._inputs_digest(bodies, (*secrets, *slices))
         steps: Sequence[Step] = result.plan.steps
-        if not self.indexed.is_set():
+        complete = indexed or await self._listing_complete((*bodies, *secrets, *slices))
+        if not complete:
             kept = [s for s in steps if s.phase not in REMOVAL_PHASES]
             outcome.deferred_removals = len(steps) - len(kept)
             steps = kept
         if not result.plan.guard.allowed:
             outcome.guard_blocked = True
             self.metrics.guard_blocked.set(1)
-            log.error("mass-deletion guard refused the plan: %s", result.plan.guard.reason)
+            log.error("mass-deletion guard refused the plan: %s; removals are held (an operator "
+                      "started with --max-removal-share 1.0 lets them through)",
+                      result.plan.guard.reason)
             steps = [s for s in steps if s.phase not in REMOVAL_PHASES]
         else:
             self.metrics.guard_blocked.set(0)
@@ -489,18 +591,26 @@ class Reconciler:
             self.metrics.request_failures.labels(rq.verb_name(applied.failure.step.request)).inc()
             outcome.failed = f"{applied.failure.step.summary}: {applied.failure.message}"
             self._reader.forget()
-        elif not outcome.guard_blocked:
+        elif not outcome.guard_blocked and complete:
             self._memory.last_good_digest = digest
             self.metrics.last_success.set_to_current_time()
             if outcome.drift:
                 self.metrics.drift_repairs.inc()
                 log.warning("repaired drift: %d request(s) brought Sōzu back to the desired "
                             "state", outcome.applied)
-            # Ready means "programmed what is known", even while removals wait for the first
-            # complete listing.
+            # Ready once Sōzu serves what every watched kind, fully listed, describes: a pass
+            # over a partial index (additions only) is not that.
             self.ready = True
-        await self._report(result, bodies, applied_ok=applied.failure is None
-                           and not outcome.guard_blocked, touched=touched, drift=outcome.drift)
+        if complete:
+            await self._report(result, bodies, applied_ok=applied.failure is None
+                               and not outcome.guard_blocked, touched=touched,
+                               drift=outcome.drift)
+        else:
+            # A partial view would report resources whose references are not listed yet as
+            # Invalid (status and Warning Events): nothing is reported until it is complete.
+            log.info("not every watched kind is listed yet: applied %d addition(s), %d "
+                     "removal(s) wait, nothing reported", outcome.applied,
+                     outcome.deferred_removals)
         self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
         if outcome.failed is None:
             self.last_error = None
@@ -516,8 +626,11 @@ class Reconciler:
 
     # --- status, Events, metrics ------------------------------------------------------------
 
-    def _extra(self, build: DesiredBuild, ref: ResourceRef) -> dict[str, Any]:
-        keys = [key for key, source in build.sources.items() if source == ref]
+    def _extra(
+        self, build: DesiredBuild, ref: ResourceRef, keys: Sequence[ObjectKey]
+    ) -> dict[str, Any]:
+        """Kind-specific status fields; `keys`: the Sōzu objects `ref` produced, in
+        `build.sources` order."""
         if ref.kind == "SozuCluster":
             clusters = [k[1] for k in keys if k[0] == "cluster"]
             return {
@@ -555,11 +668,20 @@ class Reconciler:
         by_ref = {_ref(body): body for body in bodies}
         accepted = set(build.accepted)
         unresolved = set(build.unresolved)
+        ignored = set(build.ignored)
+        # Grouped once per pass: looking each resource's objects and problems up in the whole
+        # build made this loop quadratic (10k resources: minutes of CPU after every pass).
+        keys_by_ref: dict[ResourceRef, list[ObjectKey]] = {}
+        for key, source in build.sources.items():
+            keys_by_ref.setdefault(source, []).append(key)
+        problems = _by_ref(build.problems)
+        notes = _by_ref(build.notes)
         counts: dict[tuple[str, str], int] = {}
         outcomes: dict[ResourceRef, ResourceOutcome] = {}
         now = _now()
         for ref, body in sorted(by_ref.items()):
-            if ref in set(build.ignored):
+            keys = keys_by_ref.get(ref, [])
+            if ref in ignored:
                 counts[(ref.kind, "ignored")] = counts.get((ref.kind, "ignored"), 0) + 1
                 continue
             metadata = body.get("metadata") or {}
@@ -576,16 +698,16 @@ class Reconciler:
                 ref=ref,
                 generation=generation,
                 accepted=is_accepted,
-                problems=build.problems_for(ref),
-                notes=build.notes_for(ref),
+                problems=problems.get(ref, ()),
+                notes=notes.get(ref, ()),
                 report=ProxyReport(
                     pod=self.config.pod_name,
                     programmed_generation=self._memory.programmed.get(ref),
-                    plan_hash=_objects_digest(build, ref),
+                    plan_hash=_objects_digest(keys),
                     last_applied=self._memory.last_applied.get(ref),
                     sozu_version=f"{self.config.sozu_version}.x",
                 ),
-                extra=self._extra(build, ref),
+                extra=self._extra(build, ref, keys),
             )
         for kind in KINDS:
             for state in ("ready", "failed", "ignored"):
