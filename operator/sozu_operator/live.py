@@ -2,9 +2,9 @@
 
 Sōzu has no single "dump everything" query, so the reader combines: `list_listeners`;
 `query_clusters_hashes` to learn cluster ids (and to skip clusters whose hash did not move
-since the last read); `query_cluster_by_id` for configurations and backends; `list_frontends`
-(which always fails on Sōzu 1.0.0–1.0.4, where frontends come from the cluster answers
-instead); `query_certificates_from_the_state` for certificates and their names, and
+since the last read); `query_cluster_by_id` for configurations, backends and frontends;
+`list_frontends` for the routes no cluster covers (it always fails on Sōzu 1.0.0–1.0.4);
+`query_certificates_from_the_state` for certificates and their names, and
 `query_certificates_from_workers` for the listener address each certificate sits on, which
 the state query does not say.
 """
@@ -16,12 +16,9 @@ from dataclasses import dataclass, field
 
 from sozu_operator.proxy import requests as rq
 from sozu_operator.proxy.model import (
-    Backend,
     CertificateAndKey,
-    HttpFrontend,
     HttpsListener,
     SocketAddress,
-    TcpFrontend,
 )
 from sozu_operator.proxy.responses import (
     ClusterInformation,
@@ -41,26 +38,44 @@ class ReadStats:
     requests: int = 0
     clusters_queried: int = 0
     clusters_reused: int = 0
+    listed_frontends: bool = False
+    unchanged: bool = False  # every answer equal to the previous read's: the same state
     notes: list[str] = field(default_factory=list)
 
 
 class LiveReader:
-    """Reads live state; keeps the last answer per cluster keyed by its hash so that a re-read
-    queries only clusters whose hash changed (Sōzu recomputes the hash on every change of the
-    cluster, its backends or its frontends)."""
+    """Reads live state, as cheaply as Sōzu allows.
+
+    - Clusters: `query_clusters_hashes` first; a cluster is queried again only when its hash
+      moved (Sōzu recomputes the hash on every change of the cluster, its backends or its
+      frontends), otherwise its last answer is reused.
+    - Frontends come from those cluster answers. Only routes no cluster hash covers (no cluster
+      id, or the id of a cluster that does not exist) need `list_frontends`, which answers with
+      every route: a full read lists them (`full=True`: the first read, after `forget`, and
+      whenever the caller asks, e.g. at each periodic resync); a partial read reuses what the
+      last full read found.
+    - When every answer equals the previous read's, the previous `ProxyState` is returned as is
+      (the same object), so callers can tell "nothing moved" by identity.
+    """
 
     def __init__(self) -> None:
         self._clusters: dict[str, tuple[int, ClusterInformation]] = {}
         # Set once `list_frontends` could not be answered within the command buffer: it would
-        # fail the same way on every later read, so routes come from cluster answers instead.
+        # fail the same way on every later read.
         self._frontend_list_too_large = False
+        self._uncovered: ListedFrontends | None = None  # None: never listed since `forget`
+        self._uncovered_note: str | None = None
+        self._last: tuple[object, ProxyState] | None = None
         self.last_stats = ReadStats()
 
     def forget(self) -> None:
         self._clusters.clear()
         self._frontend_list_too_large = False
+        self._uncovered = None
+        self._uncovered_note = None
+        self._last = None
 
-    async def read(self, client: SozuClient) -> ProxyState:
+    async def read(self, client: SozuClient, *, full: bool = True) -> ProxyState:
         stats = ReadStats()
         listeners = await client.list_listeners()
         stats.requests += 1
@@ -84,47 +99,72 @@ class LiveReader:
         for gone in set(self._clusters) - set(hashes):
             del self._clusters[gone]
 
-        http_frontends: Iterable[HttpFrontend]
-        https_frontends: Iterable[HttpFrontend]
-        tcp_frontends: Iterable[TcpFrontend]
-        listed: ListedFrontends | None = None
-        if not self._frontend_list_too_large:
+        if full or self._uncovered is None:
+            await self._list_uncovered(client, set(hashes), stats)
+        if self._uncovered_note is not None:
+            stats.notes.append(self._uncovered_note)
+        uncovered = self._uncovered or ListedFrontends()
+
+        certificates = await self._read_certificates(client, listeners.https, stats)
+        self.last_stats = stats
+        signature = (listeners, hashes, uncovered, certificates)
+        if self._last is not None and self._last[0] == signature:
+            stats.unchanged = True
+            return self._last[1]
+        state = ProxyState.build(
+            clusters=[i.configuration for i in informations if i.configuration is not None],
+            backends=[b for i in informations for b in i.backends],
+            http_frontends=[*(f for i in informations for f in i.http_frontends),
+                            *uncovered.http],
+            https_frontends=[*(f for i in informations for f in i.https_frontends),
+                             *uncovered.https],
+            tcp_frontends=[*(f for i in informations for f in i.tcp_frontends), *uncovered.tcp],
+            certificates=certificates,
+            listeners=[*listeners.http, *listeners.https, *listeners.tcp],
+        )
+        self._last = (signature, state)
+        return state
+
+    async def _list_uncovered(
+        self, client: SozuClient, clusters: set[str], stats: ReadStats
+    ) -> None:
+        """Lists every route and keeps those no cluster hash covers."""
+        self._uncovered_note = None
+        if self._frontend_list_too_large:
+            listed = None
+        else:
             stats.requests += 1
             try:
                 listed = await client.list_frontends()
             except RequestFailed:
-                stats.notes.append(
-                    "this Sōzu cannot list frontends (1.0.0 to 1.0.4): frontends were read from "
-                    "cluster queries, so routes without a cluster are not seen"
+                listed = None
+                self._uncovered_note = (
+                    "this Sōzu cannot list frontends (1.0.0 to 1.0.4): frontends were read "
+                    "from cluster queries, so routes without a cluster are not seen"
                 )
             except (ConnectionClosed, FrameTooLarge):
                 # Sōzu 2.x closes the connection when an answer exceeds its command buffer
                 # (`max_command_buffer_size`, 2 MB by default: about 15k routes).
+                listed = None
                 self._frontend_list_too_large = True
         if self._frontend_list_too_large:
-            stats.notes.append(
+            self._uncovered_note = (
                 "the list of frontends does not fit in Sōzu's command buffer (raise "
                 "max_command_buffer_size to list them): frontends were read from cluster "
                 "queries, so routes without a cluster are not seen"
             )
-        if listed is not None:
-            http_frontends, https_frontends, tcp_frontends = listed.http, listed.https, listed.tcp
-        else:
-            http_frontends = [f for i in informations for f in i.http_frontends]
-            https_frontends = [f for i in informations for f in i.https_frontends]
-            tcp_frontends = [f for i in informations for f in i.tcp_frontends]
+        if listed is None:
+            self._uncovered = ListedFrontends()
+            return
+        stats.listed_frontends = True
 
-        certificates = await self._read_certificates(client, listeners.https, stats)
-        backends: list[Backend] = [b for i in informations for b in i.backends]
-        self.last_stats = stats
-        return ProxyState.build(
-            clusters=[i.configuration for i in informations if i.configuration is not None],
-            backends=backends,
-            http_frontends=http_frontends,
-            https_frontends=https_frontends,
-            tcp_frontends=tcp_frontends,
-            certificates=certificates,
-            listeners=[*listeners.http, *listeners.https, *listeners.tcp],
+        def outside(cluster_id: str | None) -> bool:
+            return cluster_id is None or cluster_id not in clusters
+
+        self._uncovered = ListedFrontends(
+            tuple(f for f in listed.http if outside(f.cluster_id)),
+            tuple(f for f in listed.https if outside(f.cluster_id)),
+            tuple(f for f in listed.tcp if outside(f.cluster_id)),
         )
 
     async def _read_certificates(

@@ -120,10 +120,10 @@ async def test_socket_closed_mid_response(
     assert mutations(sozu) == {"AddHttpFrontend": 30}
     assert_exactly_once(sozu, NAMES[:30])
 
-    # The answer to a read cut in half: the next listing of frontends (a resync's, or that of
-    # the pass for the deletions below).
+    # The answer to a read cut in half: the next cluster hashes, which every pass reads (the
+    # pass for the deletions below, or a resync's).
     sozu.reset_counts()
-    cut_read = tap.at(1, lambda: sozu.close_mid_response(1), verbs={"ListFrontends"})
+    cut_read = tap.at(1, lambda: sozu.close_mid_response(1), verbs={"QueryClustersHashes"})
     for name in ("f000", "f001", "f002"):
         await api.delete("SozuFrontend", name)
     await converged(api, sozu, what="the deletions after a read was cut")

@@ -122,3 +122,43 @@ async def test_frontends_come_from_clusters_when_their_list_exceeds_the_command_
         await reader.read(client)
         assert emulator.verb_counts["ListFrontends"] == asked
         assert any("command buffer" in note for note in reader.last_stats.notes)
+
+
+async def test_partial_reads_skip_the_frontend_list_and_keep_routes_no_cluster_covers(
+    tmp_path: Path,
+) -> None:
+    """A partial read takes routes from the cluster answers and the routes no cluster covers
+    (the deny route) from the last full read; an unchanged Sōzu gives back the same state
+    object, and any change, even to an uncovered route, is seen by the next full read."""
+    socket = str(tmp_path / "sozu.sock")
+    reader = LiveReader()
+    deny = HttpFrontend(A("127.0.0.1:8080"), "gone.example.com", PathRule(PathRuleKind.EQUALS, "/"))
+    async with (
+        SozuEmulator(socket, initial_state=_seed()) as emulator,
+        SozuClient(socket, timeout=5) as client,
+    ):
+        first = await reader.read(client)
+        assert reader.last_stats.listed_frontends
+        assert not reader.last_stats.unchanged
+        listed = emulator.verb_counts["ListFrontends"]
+
+        again = await reader.read(client, full=False)
+        assert again is first
+        assert reader.last_stats.unchanged
+        assert emulator.verb_counts["ListFrontends"] == listed
+        assert again == ProxyState.from_config_state(emulator.state)
+
+        await client.send(rq.AddBackend(Backend("web", "web-2", A("10.0.0.3:80"))))
+        moved = await reader.read(client, full=False)
+        assert moved is not first
+        assert moved == ProxyState.from_config_state(emulator.state)
+        assert "deny.example.com" in "".join(moved.http_frontends)  # kept from the full read
+        assert emulator.verb_counts["ListFrontends"] == listed
+
+        await client.send(rq.AddHttpFrontend(deny))
+        blind = await reader.read(client, full=False)
+        assert deny.key not in blind.http_frontends  # no hash covers it: only a listing shows it
+        full = await reader.read(client)
+        assert deny.key in full.http_frontends
+        assert full == ProxyState.from_config_state(emulator.state)
+        assert emulator.verb_counts["ListFrontends"] == listed + 1

@@ -39,6 +39,7 @@ from sozu_operator.proxy.model import SocketAddress
 from sozu_operator.reconcile.desired import DesiredBuild, ObjectKey, ResolutionError
 from sozu_operator.reconcile.pipeline import Reconciliation, reconcile
 from sozu_operator.reconcile.planner import Phase, PlanOptions, Step
+from sozu_operator.reconcile.proxystate import ProxyState
 from sozu_operator.resources.models import (
     BackendSpec,
     FieldError,
@@ -118,6 +119,36 @@ class _Memory:
     # kopf's indexes still hold (see `Reconciler._forget_deleted`).
     first_seen: dict[str, float] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
+    # ref → (the Sōzu objects it produced, their digest): most resources keep theirs.
+    plan_hashes: dict[ResourceRef, tuple[tuple[ObjectKey, ...], str]] = field(
+        default_factory=dict
+    )
+    # ref → (outcome, resourceVersion of the object) whose stored status needed no patch.
+    status_current: dict[ResourceRef, tuple[ResourceOutcome, object]] = field(
+        default_factory=dict
+    )
+
+
+@dataclass(frozen=True)
+class _LastReconciliation:
+    """The last pass's inputs and result. Reconciling is a pure function of the resources, the
+    Secrets and EndpointSlices they use, the live state and (through certificate validity) the
+    clock: with the same inputs digest, the very same live state object (the reader returns
+    it when Sōzu answered exactly as before) and before `valid_until`, the result is the
+    same, so a periodic resync of an unchanged system costs the reads and nothing else."""
+
+    digest: str
+    live: ProxyState
+    result: Reconciliation
+    reported: bool  # its status and Events were written in full
+
+    def reusable(self, digest: str, live: ProxyState) -> bool:
+        until = self.result.build.valid_until
+        return (
+            self.digest == digest
+            and self.live is live
+            and (until is None or datetime.datetime.now(datetime.UTC) < until)
+        )
 
 
 def _now() -> str:
@@ -290,6 +321,9 @@ class Reconciler:
         self._reader = LiveReader()
         self._validated = ValidatedResources(config.sozu_version)
         self._client: SozuClient | None = None
+        # A full read also lists routes no cluster covers; other passes read what moved.
+        self._full_read_due = True
+        self._last: _LastReconciliation | None = None
 
     # --- signals from kopf ------------------------------------------------------------------
 
@@ -363,6 +397,7 @@ class Reconciler:
         self.last_error = message
         self.metrics.reconcile_errors.inc()
         self._reader.forget()
+        self._full_read_due = True
         log.warning("reconcile pass failed, will retry: %s", message)
 
     async def _wait_for_work(self) -> None:
@@ -374,6 +409,7 @@ class Reconciler:
                 {dirty, status}, timeout=self.config.resync, return_when=asyncio.FIRST_COMPLETED
             )
             if not done:  # periodic resync: catches drift Kubernetes never tells us about
+                self._full_read_due = True
                 self.dirty.set()
         finally:
             dirty.cancel()
@@ -533,8 +569,11 @@ class Reconciler:
     def _inputs_digest(
         self, bodies: Sequence[Mapping[str, Any]], others: Iterable[Mapping[str, Any]]
     ) -> str:
+        """What the desired state is made from: each resource's uid and generation (status
+        writes move neither), each Secret's and EndpointSlice's resourceVersion."""
         parts = sorted(
-            f"{_ref(b)}@{(b.get('metadata') or {}).get('generation')}" for b in bodies
+            f"{_ref(b)}:{(b.get('metadata') or {}).get('uid')}"
+            f"@{(b.get('metadata') or {}).get('generation')}" for b in bodies
         )
         parts += sorted(
             f"{(s.get('metadata') or {}).get('namespace')}/{(s.get('metadata') or {}).get('name')}"
@@ -550,36 +589,43 @@ class Reconciler:
         # from the snapshot.
         indexed = self.indexed.is_set()
         bodies, secrets, slices = self._snapshot()
-        resolve_service, resolve_secret = self._resolvers(secrets, slices)
         client = await self._sozu()
-        live = await self._reader.read(client)
-        result = reconcile(
-            self._validated.objects(bodies),
-            live,
-            owner=self.config.owner,
-            sozu_version=self.config.sozu_version,
-            options=PlanOptions(max_removal_share=self.config.max_removal_share),
-            resolve_service=resolve_service,
-            resolve_secret=resolve_secret,
-            class_name=self.config.class_name,
-            default_class=self.config.default_class,
-        )
-        outcome = PassOutcome()
+        live = await self._reader.read(client, full=self._full_read_due)
+        self._full_read_due = False
         digest = self._inputs_digest(bodies, (*secrets, *slices))
+        last = self._last
+        reused = last is not None and last.reusable(digest, live)
+        if last is not None and reused:
+            result = last.result
+        else:
+            resolve_service, resolve_secret = self._resolvers(secrets, slices)
+            result = reconcile(
+                self._validated.objects(bodies),
+                live,
+                owner=self.config.owner,
+                sozu_version=self.config.sozu_version,
+                options=PlanOptions(max_removal_share=self.config.max_removal_share),
+                resolve_service=resolve_service,
+                resolve_secret=resolve_secret,
+                class_name=self.config.class_name,
+                default_class=self.config.default_class,
+            )
+        outcome = PassOutcome()
         steps: Sequence[Step] = result.plan.steps
         complete = indexed or await self._listing_complete((*bodies, *secrets, *slices))
         if not complete:
             kept = [s for s in steps if s.phase not in REMOVAL_PHASES]
             outcome.deferred_removals = len(steps) - len(kept)
             steps = kept
-        if not result.plan.guard.allowed:
+        # Over a partial listing the removals already wait: the guard has nothing to hold.
+        if complete and not result.plan.guard.allowed:
             outcome.guard_blocked = True
             self.metrics.guard_blocked.set(1)
             log.error("mass-deletion guard refused the plan: %s; removals are held (an operator "
                       "started with --max-removal-share 1.0 lets them through)",
                       result.plan.guard.reason)
             steps = [s for s in steps if s.phase not in REMOVAL_PHASES]
-        else:
+        elif complete:
             self.metrics.guard_blocked.set(0)
         outcome.drift = bool(steps) and digest == self._memory.last_good_digest
         applied = await apply_steps(client, steps)
@@ -601,16 +647,21 @@ class Reconciler:
             # Ready once Sōzu serves what every watched kind, fully listed, describes: a pass
             # over a partial index (additions only) is not that.
             self.ready = True
-        if complete:
-            await self._report(result, bodies, applied_ok=applied.failure is None
-                               and not outcome.guard_blocked, touched=touched,
-                               drift=outcome.drift)
+        applied_ok = applied.failure is None and not outcome.guard_blocked
+        reported = False
+        if complete and reused and last is not None and last.reported and applied_ok \
+                and not applied.applied:
+            reported = True  # the same result, already written in full
+        elif complete:
+            reported = await self._report(result, bodies, applied_ok=applied_ok,
+                                          touched=touched, drift=outcome.drift)
         else:
             # A partial view would report resources whose references are not listed yet as
             # Invalid (status and Warning Events): nothing is reported until it is complete.
             log.info("not every watched kind is listed yet: applied %d addition(s), %d "
                      "removal(s) wait, nothing reported", outcome.applied,
                      outcome.deferred_removals)
+        self._last = _LastReconciliation(digest, live, result, reported and applied_ok)
         self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
         if outcome.failed is None:
             self.last_error = None
@@ -663,7 +714,8 @@ class Reconciler:
         applied_ok: bool,
         touched: set[ResourceRef],
         drift: bool,
-    ) -> None:
+    ) -> bool:
+        """Writes statuses and Events; False when a write failed (the next pass retries)."""
         build = result.build
         by_ref = {_ref(body): body for body in bodies}
         accepted = set(build.accepted)
@@ -703,7 +755,7 @@ class Reconciler:
                 report=ProxyReport(
                     pod=self.config.pod_name,
                     programmed_generation=self._memory.programmed.get(ref),
-                    plan_hash=_objects_digest(keys),
+                    plan_hash=self._plan_hash(ref, keys),
                     last_applied=self._memory.last_applied.get(ref),
                     sozu_version=f"{self.config.sozu_version}.x",
                 ),
@@ -713,30 +765,59 @@ class Reconciler:
             for state in ("ready", "failed", "ignored"):
                 self.metrics.resources.labels(kind, state).set(counts.get((kind, state), 0))
         self._memory.outcomes = outcomes
-        await self._write_statuses(by_ref)
-        await self._post_events(outcomes, drift=drift, touched=touched)
+        written = await self._write_statuses(by_ref)
+        posted = await self._post_events(outcomes, drift=drift, touched=touched)
+        return written and posted
+
+    def _plan_hash(self, ref: ResourceRef, keys: Sequence[ObjectKey]) -> str:
+        found = tuple(keys)
+        kept = self._memory.plan_hashes.get(ref)
+        if kept is not None and kept[0] == found:
+            return kept[1]
+        digest = _objects_digest(found)
+        self._memory.plan_hashes[ref] = (found, digest)
+        return digest
 
     async def refresh_status(self) -> None:
         """Status-only refresh from the last pass (no Sōzu I/O)."""
         by_ref = {_ref(body): body for body in self._snapshot()[0]}
         await self._write_statuses(by_ref)
 
-    async def _write_statuses(self, by_ref: Mapping[ResourceRef, Mapping[str, Any]]) -> None:
+    async def _write_statuses(self, by_ref: Mapping[ResourceRef, Mapping[str, Any]]) -> bool:
+        """Patches every status that does not say its outcome yet; False if a patch failed.
+
+        An object whose resourceVersion has not moved since its status was found to say the
+        same outcome needs no look: at 10k resources, computing every patch again was most of
+        a pass after a change to one."""
         if self.api is None:
-            return
+            return True
+        ok = True
+        current_by_ref = self._memory.status_current
+        for ref in [r for r in current_by_ref if r not in self._memory.outcomes]:
+            del current_by_ref[ref]
         for ref, outcome in self._memory.outcomes.items():
             body = by_ref.get(ref)
             if body is None:
                 continue
-            current = body.get("status")
-            if (body.get("metadata") or {}).get("generation") != outcome.generation:
+            metadata = body.get("metadata") or {}
+            if metadata.get("generation") != outcome.generation:
                 continue  # changed since the pass: the next pass reports on it
+            version = metadata.get("resourceVersion")
+            seen = current_by_ref.get(ref)
+            if seen is not None and seen[1] == version and seen[0] == outcome:
+                continue
+            current = body.get("status")
             patch = status_patch(outcome, current if isinstance(current, Mapping) else None)
-            if patch is not None:
-                try:
-                    await self.api.patch_status(ref, patch)
-                except KubeApiError as error:
-                    log.warning("cannot write the status of %s: %s", ref, error)
+            if patch is None:
+                current_by_ref[ref] = (outcome, version)
+                continue
+            current_by_ref.pop(ref, None)
+            try:
+                await self.api.patch_status(ref, patch)
+            except KubeApiError as error:
+                ok = False
+                log.warning("cannot write the status of %s: %s", ref, error)
+        return ok
 
     async def withdraw(self) -> None:
         """On shutdown, remove this proxy's entry from the status of every resource.
@@ -764,8 +845,10 @@ class Reconciler:
     async def _post_events(
         self, outcomes: Mapping[ResourceRef, ResourceOutcome], *, drift: bool,
         touched: set[ResourceRef],
-    ) -> None:
-        """Events only for problems that are new since the previous pass (no spam)."""
+    ) -> bool:
+        """Events only for problems that are new since the previous pass (no spam); False if
+        one could not be posted."""
+        ok = True
         posted = self._memory.posted_problems
         for ref in list(posted):
             if ref not in outcomes:
@@ -775,17 +858,18 @@ class Reconciler:
             new = problems - posted.get(ref, frozenset())
             posted[ref] = problems
             for text in sorted(new):
-                await self._event(ref, "Warning", "Invalid", text)
+                ok = await self._event(ref, "Warning", "Invalid", text) and ok
             if drift and ref in touched:
-                await self._event(
+                ok = await self._event(
                     ref, "Warning", "DriftRepaired",
                     f"Sōzu no longer served what {ref} describes (hand edit or restart); "
                     f"proxy {self.config.pod_name} re-programmed it.",
-                )
+                ) and ok
+        return ok
 
-    async def _event(self, ref: ResourceRef, type_: str, reason: str, message: str) -> None:
+    async def _event(self, ref: ResourceRef, type_: str, reason: str, message: str) -> bool:
         if self.api is None:
-            return
+            return True
         try:
             await self.api.post_event(
                 ref, uid=self._memory.uids.get(ref), type_=type_, reason=reason,
@@ -793,3 +877,5 @@ class Reconciler:
             )
         except KubeApiError as error:
             log.warning("cannot post an Event for %s: %s", ref, error)
+            return False
+        return True

@@ -23,8 +23,25 @@ Pairs: TypeAlias = tuple[tuple[str, str], ...]
 
 def pairs(mapping: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> Pairs:
     """Normalise a mapping (or pairs) into the sorted tuple form models store."""
+    if type(mapping) is tuple and _is_normal(mapping):
+        return mapping  # already normal: the common case when models are rebuilt or copied
     items = mapping.items() if isinstance(mapping, Mapping) else mapping
     return tuple(sorted(dict(items).items()))
+
+
+def _is_normal(items: tuple[object, ...]) -> bool:
+    """Whether `items` is a tuple of (str, str) pairs with strictly increasing keys."""
+    previous: str | None = None
+    for item in items:
+        if type(item) is not tuple or len(item) != 2:
+            return False
+        key, value = item
+        if type(key) is not str or type(value) is not str:
+            return False
+        if previous is not None and key <= previous:
+            return False
+        previous = key
+    return True
 
 
 class LoadBalancing(IntEnum):
@@ -97,17 +114,37 @@ class ListenerType(IntEnum):
 
 
 @functools.total_ordering
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class SocketAddress:
     """A listener or backend address. `str()` gives Rust's `SocketAddr` display, which is the
-    text Sōzu uses in frontend keys and listener maps."""
+    text Sōzu uses in frontend keys and listener maps.
+
+    The display text is computed once: it is one-to-one with (ip, port), so equality and hashing
+    use it too (hashing an `ipaddress` object formats it in hex each time; addresses are dict
+    keys in every table of a 50k-route state)."""
 
     ip: IpAddress
     port: int
+    _text: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 0xFFFF:
             raise ValueError(f"port {self.port} is outside 0..65535")
+        if isinstance(self.ip, ipaddress.IPv4Address):
+            text = f"{self.ip}:{self.port}"
+        else:
+            mapped = self.ip.ipv4_mapped
+            shown = f"::ffff:{mapped}" if mapped is not None else self.ip.compressed
+            text = f"[{shown}]:{self.port}"
+        object.__setattr__(self, "_text", text)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SocketAddress):
+            return NotImplemented
+        return self._text == other._text
+
+    def __hash__(self) -> int:
+        return hash(self._text)
 
     def __lt__(self, other: object) -> bool:
         # Rust orders SocketAddr V4 before V6, then by address and port; Python refuses to
@@ -121,11 +158,7 @@ class SocketAddress:
         return (self.ip.version, int(self.ip), self.port)
 
     def __str__(self) -> str:
-        if isinstance(self.ip, ipaddress.IPv4Address):
-            return f"{self.ip}:{self.port}"
-        mapped = self.ip.ipv4_mapped
-        text = f"::ffff:{mapped}" if mapped is not None else self.ip.compressed
-        return f"[{text}]:{self.port}"
+        return self._text
 
     @classmethod
     def parse(cls, text: str) -> SocketAddress:
@@ -191,8 +224,10 @@ class PathRule:
 
     @property
     def key_text(self) -> str:
-        marker = {PathRuleKind.PREFIX: "P", PathRuleKind.REGEX: "R", PathRuleKind.EQUALS: "="}
-        return marker[self.kind] + self.value
+        return _PATH_MARKERS[self.kind] + self.value
+
+
+_PATH_MARKERS = {PathRuleKind.PREFIX: "P", PathRuleKind.REGEX: "R", PathRuleKind.EQUALS: "="}
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,14 +260,13 @@ class HttpFrontend:
     rewrite_path: str | None = None
     rewrite_port: int | None = None
     headers: tuple[Header, ...] = ()
+    # Derived from the fields above, once: every table of routes is keyed by it.
+    key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tags", pairs(self.tags))
-
-    @property
-    def key(self) -> str:
         text = f"{self.address};{self.hostname};{self.path.key_text}"
-        return text if self.method is None else f"{text};{self.method}"
+        object.__setattr__(self, "key", text if self.method is None else f"{text};{self.method}")
 
 
 @dataclass(frozen=True, slots=True)

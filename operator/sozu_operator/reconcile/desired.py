@@ -117,6 +117,9 @@ class DesiredBuild:
         default_factory=lambda: MappingProxyType({})
     )
     meta: Mapping[ResourceRef, ResourceMeta] = field(default_factory=lambda: MappingProxyType({}))
+    # The build depends on the clock only through certificate validity: until this moment (the
+    # next not-before or not-after of a certificate seen), the same inputs give the same build.
+    valid_until: datetime.datetime | None = None
 
     def problems_for(self, ref: ResourceRef) -> tuple[FieldError, ...]:
         return tuple(problem for problem in self.problems if problem.ref == ref)
@@ -199,6 +202,7 @@ class _Builder:
         self.certificates: list[tuple[SocketAddress, str, CertificateAndKey]] = []
         self.facts: dict[ResourceRef, certs.CertificateFacts] = {}
         self.served: dict[SocketAddress, list[certs.CertificateFacts]] = {}
+        self.valid_until: datetime.datetime | None = None
         # (namespace, name) → Sōzu cluster id of programmed clusters, or why a cluster is not.
         self.cluster_ids: dict[tuple[str, str], str] = {}
         self.cluster_failures: dict[tuple[str, str], str] = {}
@@ -437,6 +441,9 @@ class _Builder:
         except certs.CertificateError as error:
             self.fail(ref, where if from_secret else "spec.key", str(error))
             return
+        for moment in (facts.not_before, facts.not_after):
+            if moment >= self.now and (self.valid_until is None or moment < self.valid_until):
+                self.valid_until = moment
         ok = True
         if not facts.key_matches:
             key_path = where if from_secret else "spec.key"
@@ -545,6 +552,7 @@ class _Builder:
             unresolved=tuple(sorted(set(self.unresolved))),
             certificates=MappingProxyType(dict(self.facts)),
             meta=MappingProxyType(dict(meta)),
+            valid_until=self.valid_until,
         )
 
 

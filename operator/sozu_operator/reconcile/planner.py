@@ -871,6 +871,8 @@ _OPAQUE_FIELDS = frozenset(
 def _changes(old: Cluster | Backend | HttpFrontend, new: Cluster | Backend | HttpFrontend) -> str:
     parts = []
     for item in fields(old):
+        if not item.compare:
+            continue  # derived (a cached key): its source fields are reported
         before, after = getattr(old, item.name), getattr(new, item.name)
         if before == after:
             continue
