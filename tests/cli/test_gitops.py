@@ -179,7 +179,8 @@ def test_mass_deletion_guard(emulator: EmulatorProcess, tmp_path: Path) -> None:
 
 def test_failure_midway_is_reported_and_a_rerun_converges(emulator: EmulatorProcess) -> None:
     emulator.control({"fail_nth_mutation": {"n": 3, "message": "disk on fire"}})
-    failed = run_cli("apply", "-f", str(EXAMPLES), "--socket", emulator.socket)
+    failed = run_cli("apply", "-f", str(EXAMPLES), "--socket", emulator.socket,
+                     "--connections", "1")
     assert failed.returncode == 1
     assert "FAILED at step 3" in failed.stderr
     assert "disk on fire" in failed.stderr

@@ -154,7 +154,10 @@ async def test_failure_answers_are_reported_and_retried(
         sozu.fail_nth_mutation(n, "injected failure", in_main=in_main)
     health, port = free_port(), free_port()
     sozu.reset_counts()
-    await start_operator(sozu.socket_path, health_port=health, metrics_port=port)
+    # One connection, so that the passes go as told above (two would meet two of the refusals
+    # in one pass).
+    await start_operator(sozu.socket_path, health_port=health, metrics_port=port,
+                         extra=("--connections", "1"))
 
     code, reason = await eventually(lambda: _failing(health), within=15,
                                     what="/readyz to name the failure")
@@ -183,8 +186,11 @@ async def test_hung_sozu_times_out_then_recovers(
     # Hung from the start: not ready, and the reason says Sōzu does not answer.
     sozu.hang()
     await api.create(*example_documents())
+    # One connection: with two, the other one's request in flight when Sōzu hangs would be
+    # sent again too, and the count of re-sent requests below would depend on timing.
     await start_operator(sozu.socket_path, health_port=health, metrics_port=port,
-                         restart_check=RESTART_CHECK, extra=("--timeout", "1"))
+                         restart_check=RESTART_CHECK,
+                         extra=("--timeout", "1", "--connections", "1"))
     code, _ = await eventually(lambda: _failing(health, "No answer to"), within=15,
                                what="/readyz to say that Sōzu does not answer")
     assert code == 503

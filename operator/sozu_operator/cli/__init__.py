@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from sozu_operator import __version__
+from sozu_operator.applier import DEFAULT_LANES
 from sozu_operator.reconcile.ownership import DEFAULT_OWNER
 
 _DESCRIPTION = """\
@@ -105,9 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     apply = commands.add_parser(
         "apply",
         help="apply the files (or a saved plan) to Sōzu",
-        description="Apply the state the files describe, or a plan saved by `plan --out`. One "
-        "request at a time; on the first failure it stops and says what was applied, what "
-        "failed and what remains. Exit status: 0 applied (or nothing to do), 1 error.",
+        description="Apply the state the files describe, or a plan saved by `plan --out`. "
+        "Phase by phase; independent additions and removals go over --connections connections "
+        "side by side, everything else one request at a time. On the first failure it stops "
+        "and says what was applied, what failed and what remains. Exit status: 0 applied (or "
+        "nothing to do), 1 error.",
     )
     apply.add_argument(
         "-f", "--filename", action="append", metavar="FILE|DIR",
@@ -120,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(apply)
     _add_guard_options(apply)
     apply.add_argument("--quiet", action="store_true", help="print only the summary and errors")
+    _add_connections_option(apply)
 
     export = commands.add_parser(
         "export",
@@ -180,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="port of /healthz and /readyz (default: 8081; 0 disables)")
     run.add_argument("--metrics-port", type=int, default=9090,
                      help="port of /metrics (default: 9090; 0 disables)")
+    _add_connections_option(run)
     run.add_argument("--verbose", "-v", action="store_true", help="log at debug level")
 
     emulator = commands.add_parser(
@@ -222,6 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-f", "--filename", action="append", metavar="FILE|DIR",
                       help="resources to apply instead of the bundled examples")
     return parser
+
+
+def _add_connections_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--connections", type=int, default=DEFAULT_LANES, choices=range(1, 9), metavar="N",
+        help="command-socket connections for independent steps (adding or removing clusters, "
+        f"backends, routes), 1 to 8 (default {DEFAULT_LANES}); 1 sends every request in turn",
+    )
 
 
 # CPython's cyclic collector runs a full collection each time the surviving objects grew by a

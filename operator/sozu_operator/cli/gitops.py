@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from sozu_operator.applier import ApplyResult, apply_steps
+from sozu_operator.applier import ApplyResult, StepFailure, apply_steps
 from sozu_operator.live import LiveReader
 from sozu_operator.proxy.requests import is_mutation
 from sozu_operator.proxy.state import ConfigState
@@ -254,7 +254,9 @@ async def _apply(args: argparse.Namespace, plan_document_: dict[str, Any] | None
         return EXIT_ERROR if had_errors else EXIT_OK
 
     async with _client(args) as client:
-        outcome = await _send_with_progress(client, steps, quiet=args.quiet)
+        outcome = await _send_with_progress(
+            client, steps, quiet=args.quiet, lanes=args.connections
+        )
         after = await LiveReader().read(client)
     _print_outcome(outcome, quiet=args.quiet)
     if inputs is not None:
@@ -269,7 +271,7 @@ async def _apply(args: argparse.Namespace, plan_document_: dict[str, Any] | None
 
 
 async def _send_with_progress(
-    client: SozuClient, steps: Sequence[Step], *, quiet: bool
+    client: SozuClient, steps: Sequence[Step], *, quiet: bool, lanes: int = 1
 ) -> ApplyResult:
     console = Console(stderr=True)
     if quiet or not console.is_terminal:
@@ -277,7 +279,7 @@ async def _send_with_progress(
             if not quiet:
                 print(f"[{done}/{total}] {step.summary}")
 
-        return await apply_steps(client, steps, on_step=line)
+        return await apply_steps(client, steps, on_step=line, lanes=lanes)
     with Progress(
         TextColumn("applying"),
         BarColumn(),
@@ -292,7 +294,18 @@ async def _send_with_progress(
             elapsed = progress.tasks[0].elapsed or 0.0
             progress.update(task, completed=done, rate=done / elapsed if elapsed else 0.0)
 
-        return await apply_steps(client, steps, on_step=advance)
+        return await apply_steps(client, steps, on_step=advance, lanes=lanes)
+
+
+def _failure_state(failure: StepFailure) -> str:
+    if failure.reached_main_state is None:
+        return (
+            "No final answer came, so whether Sōzu applied it is unknown; what remains is "
+            "read from Sōzu again (plan again to see it)"
+        )
+    if failure.reached_main_state:
+        return "Sōzu's main process accepted it, but workers refused it"
+    return "Sōzu did not apply it"
 
 
 def _print_outcome(outcome: ApplyResult, *, quiet: bool) -> None:
@@ -304,18 +317,10 @@ def _print_outcome(outcome: ApplyResult, *, quiet: bool) -> None:
     failure = outcome.failure
     if failure is None:
         return
-    if failure.reached_main_state is None:
-        state = (
-            "No final answer came, so whether Sōzu applied it is unknown; what remains is "
-            "read from Sōzu again (plan again to see it)"
-        )
-    elif failure.reached_main_state:
-        state = "Sōzu's main process accepted it, but workers refused it"
-    else:
-        state = "Sōzu did not apply it"
-    print(f"FAILED at step {failure.index + 1}: {failure.step.summary}", file=sys.stderr)
-    print(f"  Sōzu said: {failure.message}", file=sys.stderr)
-    print(f"  {state}.", file=sys.stderr)
+    for failed in (failure, *outcome.more_failures):
+        print(f"FAILED at step {failed.index + 1}: {failed.step.summary}", file=sys.stderr)
+        print(f"  Sōzu said: {failed.message}", file=sys.stderr)
+        print(f"  {_failure_state(failed)}.", file=sys.stderr)
     if outcome.not_attempted:
         print(f"  {len(outcome.not_attempted)} later step(s) were not sent:", file=sys.stderr)
         if not quiet:

@@ -30,6 +30,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         restart_check=args.restart_check,
         timeout=args.timeout,
         max_removal_share=args.max_removal_share,
+        connections=args.connections,
     )
 
 

@@ -188,6 +188,7 @@ class _Connection:
     subscribed: bool = False
     closed: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    serial: int = 0  # the how-manieth connection of this emulator (1, 2, …)
 
     def close(self, *, abort: bool = False) -> None:
         self.closed = True
@@ -250,6 +251,9 @@ class SozuEmulator:
         self._initial_state = initial_state
 
         self.verb_counts: collections.Counter[str] = collections.Counter()
+        # Requests read per connection, by `_Connection.serial`.
+        self.requests_by_connection: collections.Counter[int] = collections.Counter()
+        self._connection_serial = 0
         self.crashed = False
         self.state = ConfigState(sozu_version=int(self.version))
         self.workers: list[EmulatedWorker] = []
@@ -434,15 +438,20 @@ class SozuEmulator:
         return True
 
     def reset_counts(self) -> None:
-        """Forget `verb_counts` (Sōzu's own `count_requests` is not affected)."""
+        """Forget `verb_counts` and the connection counts (Sōzu's own `count_requests` is not
+        affected)."""
         self.verb_counts.clear()
+        self.requests_by_connection.clear()
 
     # --- client connections ----------------------------------------------------------------
 
     async def _serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        connection = _Connection(reader, writer, FrameReader(self.max_frame_size))
+        self._connection_serial += 1
+        connection = _Connection(
+            reader, writer, FrameReader(self.max_frame_size), serial=self._connection_serial
+        )
         connection.task = asyncio.current_task()
         self._connections.add(connection)
         try:
@@ -485,6 +494,7 @@ class SozuEmulator:
         for item in decoded:
             if item.verb is not None:
                 self.verb_counts[item.verb] += 1
+            self.requests_by_connection[connection.serial] += 1
         if not decoded:
             return
         if len(decoded) > 1:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sozu_operator.applier import apply_steps
+from sozu_operator.applier import DEFAULT_LANES, apply_steps
 from sozu_operator.kube.api import GROUP, PLURALS, VERSION, KubeApi, KubeApiError
 from sozu_operator.kube.metrics import OperatorMetrics
 from sozu_operator.kube.status import ProxyReport, ResourceOutcome, status_patch
@@ -82,6 +82,7 @@ class OperatorConfig:
     restart_check: float = 2.0
     timeout: float = 10.0
     max_removal_share: float = 0.5
+    connections: int = DEFAULT_LANES
 
 
 @dataclass
@@ -628,13 +629,14 @@ class Reconciler:
         elif complete:
             self.metrics.guard_blocked.set(0)
         outcome.drift = bool(steps) and digest == self._memory.last_good_digest
-        applied = await apply_steps(client, steps)
+        applied = await apply_steps(client, steps, lanes=self.config.connections)
         for step in applied.applied:
             self.metrics.requests.labels(rq.verb_name(step.request)).inc()
         outcome.applied = len(applied.applied)
         touched = self._touched(result, applied.applied)
         if applied.failure is not None:
-            self.metrics.request_failures.labels(rq.verb_name(applied.failure.step.request)).inc()
+            for failed in (applied.failure, *applied.more_failures):
+                self.metrics.request_failures.labels(rq.verb_name(failed.step.request)).inc()
             outcome.failed = f"{applied.failure.step.summary}: {applied.failure.message}"
             self._reader.forget()
         elif not outcome.guard_blocked and complete:

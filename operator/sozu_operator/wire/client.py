@@ -243,6 +243,14 @@ class SozuClient:
         await client.open()
         return client
 
+    def sibling(self) -> SozuClient:
+        """Another client of the same Sōzu with the same settings: a second connection, for
+        requests that may run side by side with this client's."""
+        return SozuClient(
+            self._path, version=self.version, timeout=self._timeout,
+            max_frame_size=self._max_frame_size,
+        )
+
     async def __aenter__(self) -> Self:
         await self.open()
         return self
