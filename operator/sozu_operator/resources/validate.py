@@ -20,7 +20,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from enum import Enum
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Final, TypeVar
 
 import jsonschema
@@ -158,6 +158,26 @@ def _plain(value: object, path: Path, errors: _Errors, depth: int = 0) -> Json:
     return None
 
 
+def _is_plain(value: Json, depth: int = 0) -> bool:
+    """Whether `_plain` would return an equal copy of `value`, reporting nothing: it holds only
+    exact JSON types (as parsed from JSON or YAML), string keys and finite floats, and is not
+    too deep. Such a value is used as it is: the parser only reads it and keeps none of its
+    containers, and checking is cheaper than copying."""
+    if depth > MAX_DEPTH:
+        return False
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not _is_plain(item, depth + 1):
+                return False
+        return True
+    if kind is list:
+        return all(_is_plain(item, depth + 1) for item in value)
+    return kind is float and math.isfinite(value)
+
+
 # --- 1. the schema -----------------------------------------------------------------------------
 
 
@@ -199,6 +219,154 @@ def _spec_validator(kind: str) -> Any:
     return _Validator(_strict(sch.spec_schema(kind)))
 
 
+# jsonschema re-walks the schema for every instance (about half of a valid resource's parse
+# time). Almost every resource is valid, so a check compiled once into closures decides first,
+# and only a spec it rejects goes through jsonschema, which then yields the error list as
+# before. The check may say "invalid" of a valid spec (a slow path, not a wrong one), never
+# the converse: it refuses to compile a node using any keyword jsonschema asserts that it does
+# not implement for that node's type, and its type checks are exact (a str subclass, whose `==`
+# or `len` may do anything, is left to jsonschema).
+
+_Check = Callable[[Json], bool]
+
+
+class _Unsupported(Exception):
+    """The schema uses a keyword or a form the compiled check does not implement."""
+
+
+# jsonschema's Draft 2020-12 types on values of exact JSON types: an integral float is an
+# integer; a bool is neither an integer nor a number.
+_TYPE_CHECKS: Final[Mapping[str, _Check]] = {
+    "string": lambda value: type(value) is str,
+    "integer": lambda value: type(value) is int
+    or (type(value) is float and value.is_integer()),
+    "number": lambda value: type(value) is int or type(value) is float,
+    "boolean": lambda value: type(value) is bool,
+    "object": lambda value: type(value) is dict,
+    "array": lambda value: type(value) is list,
+    "null": lambda value: value is None,
+}
+# The asserting keywords implemented per node type. Once a value has the node's type, the
+# keywords of other types are no-ops in jsonschema, but they are refused all the same to keep
+# this short. `format` asserts nothing: our validator has no format checker.
+_KEYWORDS: Final[Mapping[str | None, frozenset[str]]] = {
+    "string": frozenset({"type", "format", "enum", "minLength", "maxLength", "pattern"}),
+    "integer": frozenset({"type", "format", "minimum", "maximum"}),
+    "number": frozenset({"type", "format", "minimum", "maximum"}),
+    "boolean": frozenset({"type"}),
+    "null": frozenset({"type"}),
+    "array": frozenset({"type", "minItems", "maxItems", "items"}),
+    "object": frozenset(
+        {"type", "properties", "additionalProperties", "required", "maxProperties"}
+    ),
+    None: frozenset({"anyOf"}),
+}
+
+
+def _accept(value: Json) -> bool:
+    return True
+
+
+def _compile(node: Json) -> _Check:
+    """A predicate true only of values in which `_Validator(node)` finds no error."""
+    if not isinstance(node, dict):
+        raise _Unsupported(f"schema {node!r}")
+    kind = node.get("type")
+    if not (kind is None or (isinstance(kind, str) and kind in _TYPE_CHECKS)):
+        raise _Unsupported(f"type {kind!r}")
+    unsupported = node.keys() & _Validator.VALIDATORS.keys() - _KEYWORDS[kind]
+    if unsupported:
+        raise _Unsupported(", ".join(sorted(unsupported)))
+    match kind:
+        case "string":
+            return _string_check(node)
+        case "integer" | "number":
+            return _number_check(node, _TYPE_CHECKS[kind])
+        case "array":
+            return _array_check(node)
+        case "object":
+            return _object_check(node)
+        case None if "anyOf" in node:
+            options = tuple(_compile(option) for option in node["anyOf"])
+            return lambda value: any(option(value) for option in options)
+        case None:
+            return _accept
+        case _:
+            return _TYPE_CHECKS[kind]
+
+
+def _string_check(node: Mapping[str, Json]) -> _Check:
+    shortest, longest = node.get("minLength", 0), node.get("maxLength", math.inf)
+    search = _python_pattern(node["pattern"]).search if "pattern" in node else None
+    members: frozenset[str] | None = None
+    if "enum" in node:
+        # jsonschema's `equal` compares a string to anything with `==`: only an equal str passes.
+        if not all(type(choice) is str for choice in node["enum"]):
+            raise _Unsupported("enum of non-strings")
+        members = frozenset(node["enum"])
+
+    def check_string(value: Json) -> bool:
+        return (
+            type(value) is str
+            and shortest <= len(value) <= longest
+            and (search is None or search(value) is not None)  # as `_pattern_keyword` does
+            and (members is None or value in members)
+        )
+
+    return check_string
+
+
+def _number_check(node: Mapping[str, Json], is_type: _Check) -> _Check:
+    low, high = node.get("minimum", -math.inf), node.get("maximum", math.inf)
+    # `low <= value` is jsonschema's `not value < low` for all but NaN, which no integer is
+    # and which a "number" rejects here (a slow path, not a wrong one).
+    return lambda value: is_type(value) and low <= value <= high
+
+
+def _array_check(node: Mapping[str, Json]) -> _Check:
+    shortest, longest = node.get("minItems", 0), node.get("maxItems", math.inf)
+    item_check = _compile(node["items"]) if "items" in node else _accept
+    return lambda value: (
+        type(value) is list and shortest <= len(value) <= longest and all(map(item_check, value))
+    )
+
+
+def _object_check(node: Mapping[str, Json]) -> _Check:
+    most = node.get("maxProperties", math.inf)
+    required = tuple(node.get("required", ()))
+    known = {name: _compile(child) for name, child in node.get("properties", {}).items()}
+    extra = node.get("additionalProperties", True)
+    other = _accept if extra is True else None if extra is False else _compile(extra)
+
+    def check_object(value: Json) -> bool:
+        if type(value) is not dict or len(value) > most:
+            return False
+        for name in required:
+            if name not in value:
+                return False
+        for name, item in value.items():
+            field_check = known.get(name, other)
+            if field_check is None or not field_check(item):
+                return False
+        return True
+
+    return check_object
+
+
+@cache
+def _spec_check(kind: str) -> _Check | None:
+    """The compiled check of a kind's strict spec schema; None if the schema is beyond it."""
+    try:
+        return _compile(_strict(sch.spec_schema(kind)))
+    except _Unsupported:
+        return None
+
+
+def _surely_valid(kind: str, spec: Json) -> bool:
+    check = _spec_check(kind)
+    return check is not None and check(spec)
+
+
 _TYPE_NAMES: Final = {
     "string": "a string",
     "integer": "an integer",
@@ -230,6 +398,8 @@ def _json_type(value: Json) -> str:
 def _schema_errors(kind: str, spec: Json, errors: _Errors, pattern_errors: _Errors) -> None:
     """Schema violations into `errors`, except failed patterns, which go to `pattern_errors`
     (a semantic check at the same path usually says better what is wrong)."""
+    if _surely_valid(kind, spec):
+        return
     for error in _spec_validator(kind).iter_errors(spec):
         path: Path = ("spec", *error.absolute_path)
         value, keyword, expected = error.instance, error.validator, error.validator_value
@@ -295,7 +465,8 @@ def _is_tcp(spec: dict[str, Json]) -> bool:
 
 
 def _tcp_forbids(field: str) -> Callable[[dict[str, Json]], bool]:
-    return lambda spec: not _is_tcp(spec) or field not in spec
+    # `_is_tcp` inlined: a frontend goes through one such rule per HTTP-only field.
+    return lambda spec: spec.get("protocol") != "TCP" or field not in spec
 
 
 def _path_slash(path: dict[str, Json]) -> bool:
@@ -324,6 +495,41 @@ CEL_TWINS: Final[Mapping[str, Callable[[dict[str, Json]], bool]]] = {
     sch.RULE_KEY_WITH_INLINE.rule: lambda spec: ("certificate" in spec) == ("key" in spec),
     sch.RULE_CHAIN_WITH_INLINE.rule: lambda spec: "secretRef" not in spec or "chain" not in spec,
 }
+
+
+def _rule_nodes(node: Json) -> dict[str, Json] | None:
+    """The parts of a schema node that `_rule_and_list_errors` acts on (rules, set/map lists),
+    or None when its subtree has none: the walk then skips most of a spec's fields."""
+    if not isinstance(node, dict):
+        return None
+    kept: dict[str, Json] = {}
+    if "x-kubernetes-validations" in node:
+        kept["x-kubernetes-validations"] = node["x-kubernetes-validations"]
+    properties: dict[str, Json] = {}
+    for name, child in node.get("properties", {}).items():
+        kept_child = _rule_nodes(child)
+        if kept_child is not None:
+            properties[name] = kept_child
+    if properties:
+        kept["properties"] = properties
+    extra = _rule_nodes(node.get("additionalProperties"))
+    if extra is not None:
+        kept["additionalProperties"] = extra
+    if isinstance(node.get("items"), dict):
+        items = _rule_nodes(node["items"])
+        if node.get("x-kubernetes-list-type") in ("set", "map"):
+            kept["items"] = items or {}
+            for key in ("x-kubernetes-list-type", "x-kubernetes-list-map-keys"):
+                if key in node:
+                    kept[key] = node[key]
+        elif items is not None:
+            kept["items"] = items
+    return kept or None
+
+
+@cache
+def _spec_rule_nodes(kind: str) -> dict[str, Json]:
+    return _rule_nodes(sch.kind_info(kind).spec) or {}
 
 
 def _rule_and_list_errors(node: Json, value: Json, path: Path, errors: _Errors) -> None:
@@ -400,13 +606,26 @@ def _enum_member(enum_type: type[E], name: str | None) -> E | None:
     return members.get(name) if name is not None else None
 
 
+def _parse_address(text: str) -> SocketAddress | str:
+    """`SocketAddress.parse`, or its error message."""
+    try:
+        return SocketAddress.parse(text)
+    except ValueError as error:
+        return str(error)
+
+
+# Every frontend on a listener repeats the listener's address, and parsing one costs more than
+# the rest of a frontend. (SocketAddress is immutable: results may be shared.)
+_cached_address: Final = lru_cache(maxsize=4096)(_parse_address)
+
+
 def _address(value: Json, path: Path, errors: _Errors) -> SocketAddress | None:
     if not isinstance(value, str) or len(value) > sch.MAX_ADDRESS:
         return None  # the schema reports the type or the length
-    try:
-        address = SocketAddress.parse(value)
-    except ValueError as error:
-        errors.add(path, str(error))
+    # A str subclass may hash or compare unlike its text: parsed afresh, never cached.
+    address = _cached_address(value) if type(value) is str else _parse_address(value)
+    if isinstance(address, str):
+        errors.add(path, address)
         return None
     if address.port == 0:
         errors.add(path, f"{show(value)}: port 0 is not a usable port")
@@ -766,7 +985,7 @@ def _parse(obj: object, ref: ResourceRef) -> Parsed | Invalid:
     errors = _Errors()
     if not isinstance(obj, Mapping):
         return Invalid(ref, (FieldError(ref, "", f"must be an object, got {show(obj)}"),))
-    plain = _plain(obj, (), errors)
+    plain: Json = obj if _is_plain(obj) else _plain(obj, (), errors)
     kind = plain.get("kind")
     if kind not in sch.KINDS:
         errors.add(("kind",), f"{show(kind)} is not one of {', '.join(sch.KINDS)}")
@@ -781,7 +1000,7 @@ def _parse(obj: object, ref: ResourceRef) -> Parsed | Invalid:
     schema_errors, pattern_errors = _Errors(), _Errors()
     _schema_errors(kind, spec, schema_errors, pattern_errors)
     semantic = _Errors()
-    _rule_and_list_errors(sch.kind_info(kind).spec, spec, ("spec",), semantic)
+    _rule_and_list_errors(_spec_rule_nodes(kind), spec, ("spec",), semantic)
     built: ClusterSpec | FrontendSpec | CertificateSpec | None
     if kind == sch.CLUSTER_KIND:
         built = _cluster_spec(spec, ref, semantic)
