@@ -48,7 +48,7 @@ from __future__ import annotations
 import enum
 import functools
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -242,6 +242,7 @@ def plan(
     *,
     owner: str,
     options: PlanOptions = PlanOptions(),  # frozen, so one shared default is safe
+    owned_live: Callable[[], int] | None = None,
 ) -> Plan:
     """The ordered requests that turn the owned part of `live` into `desired`.
 
@@ -250,15 +251,30 @@ def plan(
     identity already held by an unowned object) are skipped, and the live object at their
     identity, if owned, is left as it is: a problem never causes a deletion.
 
-    Same inputs give the same plan: every collection is walked in sorted order."""
+    Same inputs give the same plan: every collection is walked in sorted order.
+
+    `owned_live` counts the owned objects for the guard when `live` is only part of what
+    Sōzu serves (see `reconcile/incremental.py`); by default they are counted in `live`."""
     ownership.check_owner(owner)
     planner = _Planner(owner, desired, live)
     planner.run()
-    owned = planner.owned_live_count()
+    owned = owned_live() if owned_live is not None else owned_live_count(owner, live)
     return Plan(
         steps=tuple(step for phase in Phase for step in planner.steps[phase]),
         problems=tuple(planner.problems),
         guard=_verdict(owned, planner.removals, options),
+    )
+
+
+def owned_live_count(owner: str, live: ProxyState) -> int:
+    """The owned clusters, backends, frontends and certificates `live` holds."""
+    return (
+        sum(ownership.owns_cluster(owner, cid) for cid in live.clusters)
+        + sum(ownership.owns_cluster(owner, b.cluster_id) for b in live.backends.values())
+        + sum(ownership.owns_frontend(owner, f) for f in live.http_frontends.values())
+        + sum(ownership.owns_frontend(owner, f) for f in live.https_frontends.values())
+        + sum(ownership.owns_frontend(owner, f) for f in live.tcp_frontends)
+        + sum(ownership.owns_certificate(owner, c) for c in live.certificates.values())
     )
 
 
@@ -333,17 +349,6 @@ class _Planner:
 
     def _has_listener(self, kind: ListenerType, address: SocketAddress) -> bool:
         return (kind, address) in self.live.listeners
-
-    def owned_live_count(self) -> int:
-        owner, live = self.owner, self.live
-        return (
-            sum(ownership.owns_cluster(owner, cid) for cid in live.clusters)
-            + sum(ownership.owns_cluster(owner, b.cluster_id) for b in live.backends.values())
-            + sum(ownership.owns_frontend(owner, f) for f in live.http_frontends.values())
-            + sum(ownership.owns_frontend(owner, f) for f in live.https_frontends.values())
-            + sum(ownership.owns_frontend(owner, f) for f in live.tcp_frontends)
-            + sum(ownership.owns_certificate(owner, c) for c in live.certificates.values())
-        )
 
     @functools.cached_property
     def _routes_by_cluster(self) -> dict[str, set[str]]:
@@ -602,7 +607,7 @@ class _Planner:
         }
         # Workers compare hostnames after normalising them (IDNA, lowercase), so keys that
         # differ only in case are distinct in main but the same route in workers.
-        live_by_folded = {_folded_key(key, front): front for key, front in live_table.items()}
+        live_by_folded = {folded_key(key, front): front for key, front in live_table.items()}
 
         wanted: dict[str, HttpFrontend] = {}
         protected: set[str] = set()
@@ -610,7 +615,7 @@ class _Planner:
         for key in sorted(desired_table):
             front = desired_table[key]
             resource = _resource(front)
-            folded = _folded_key(key, front)
+            folded = folded_key(key, front)
             holder = live_by_folded.get(folded)
             if not ownership.owns_frontend(owner, front):
                 protected.add(key)
@@ -646,7 +651,7 @@ class _Planner:
             old_key = key
             if old is None:
                 # A live owned route differing only by case must go first (see above).
-                twin = live_by_folded.get(_folded_key(key, front))
+                twin = live_by_folded.get(folded_key(key, front))
                 if twin is not None and twin.key not in wanted:
                     old, old_key = twin, twin.key
             if old is None:
@@ -782,7 +787,7 @@ def _table(state: ProxyState, kind: ListenerType) -> Mapping[str, HttpFrontend]:
     return state.http_frontends if kind is ListenerType.HTTP else state.https_frontends
 
 
-def _folded_key(key: str, front: HttpFrontend) -> str:
+def folded_key(key: str, front: HttpFrontend) -> str:
     """`key` (the route's `HttpFrontend.key`, as its table holds it) with the hostname
     lowercased; most hostnames already are, and formatting the address again is the costly
     part of building a key."""
