@@ -18,8 +18,6 @@ dumped with stable formatting, so every run produces byte-identical output.
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,6 +55,11 @@ KIND_ORDER = (
 )
 
 Manifest = dict[str, Any]
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))  # scripts/ is not a package
+
+from gen_crds import dump_yaml  # noqa: E402
+from gen_proto import GeneratedFiles  # noqa: E402
 
 
 def namespace_object(namespace: str = NAMESPACE) -> Manifest:
@@ -119,31 +122,8 @@ def render_objects(
     )
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style everywhere, multi-line strings as literal blocks."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _represent_str)
-
-
 def dump(objects: list[Manifest]) -> str:
-    documents = [
-        yaml.dump(
-            obj,
-            Dumper=_Dumper,
-            sort_keys=False,
-            default_flow_style=False,
-            allow_unicode=True,
-            width=100,
-        )
-        for obj in objects
-    ]
-    return HEADER + "---\n" + "---\n".join(documents)
+    return HEADER + "---\n" + "---\n".join(dump_yaml(obj) for obj in objects)
 
 
 def generate(repo_root: Path = REPO_ROOT) -> dict[Path, str]:
@@ -152,71 +132,19 @@ def generate(repo_root: Path = REPO_ROOT) -> dict[Path, str]:
     return {OUTPUT: dump(objects)}
 
 
-def find_stale(repo_root: Path = REPO_ROOT) -> list[str]:
-    """Describe every generated file that differs from a fresh generation (empty: up to date)."""
-    problems: list[str] = []
-    generated = generate(repo_root)
-    for rel, content in sorted(generated.items()):
-        path = repo_root / rel
-        if not path.is_file():
-            problems.append(f"{rel.as_posix()}: missing")
-            continue
-        current = path.read_text(encoding="utf-8")
-        if current != content:
-            diff = difflib.unified_diff(
-                current.splitlines(),
-                content.splitlines(),
-                f"{rel.as_posix()} (committed)",
-                f"{rel.as_posix()} (generated)",
-                lineterm="",
-                n=1,
-            )
-            shown = "\n".join(line[:160] for line in list(diff)[:40])
-            problems.append(f"{rel.as_posix()}: differs from the chart's output\n{shown}")
-    for path in sorted((repo_root / OUTPUT.parent).glob("**/*")):
-        rel = path.relative_to(repo_root)
-        if path.is_file() and rel not in generated:
-            problems.append(f"{rel.as_posix()}: not produced by scripts/gen_manifests.py")
-    return problems
-
-
-def write(repo_root: Path = REPO_ROOT) -> list[Path]:
-    """Write the manifests; return those whose content changed."""
-    changed: list[Path] = []
-    for rel, content in sorted(generate(repo_root).items()):
-        path = repo_root / rel
-        if path.is_file() and path.read_text(encoding="utf-8") == content:
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-        changed.append(rel)
-    return changed
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 if manifests/ is stale"
-    )
-    args = parser.parse_args(argv)
-    if args.check:
-        problems = find_stale()
-        if problems:
-            print(
-                "gen_manifests: manifests/ is stale, run `python scripts/gen_manifests.py`:",
-                file=sys.stderr,
-            )
-            for problem in problems:
-                print(f"  {problem}", file=sys.stderr)
-            return 1
-        print("gen_manifests: manifests/ is up to date")
-        return 0
-    changed = write()
-    for rel in changed:
-        print(f"gen_manifests: wrote {rel.as_posix()}")
-    if not changed:
-        print("gen_manifests: manifests/ is up to date")
-    return 0
+FILES = GeneratedFiles(
+    script="gen_manifests",
+    doc=__doc__,
+    generate=generate,
+    owned=[f"{OUTPUT.parent.as_posix()}/**/*"],
+    check_help="write nothing; exit 1 if manifests/ is stale",
+    stale="manifests/ is stale, run `python scripts/gen_manifests.py`",
+    fresh="manifests/ is up to date",
+    source="the chart's output",
+)
+find_stale = FILES.find_stale
+write = FILES.write
+main = FILES.main
 
 
 if __name__ == "__main__":

@@ -12,6 +12,10 @@ Usage::
 
 The output only depends on the .proto files and on the grpcio-tools version (pinned in
 pyproject.toml), so every run produces byte-identical files.
+
+`GeneratedFiles` (the freshness check, the writing and the command line) serves the other
+generators too: scripts/ is not a package, so gen_crds.py and gen_manifests.py import this file
+by name.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import difflib
 import importlib.metadata
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +36,136 @@ VERSIONS = ("v1", "v2")
 PINNED_GRPCIO_TOOLS = "1.85.1"
 
 _UPSTREAM_TAGS = {"v1": "1.0.0", "v2": "2.1.0"}
+
+_DIFF_LINES_SHOWN = 40
+
+
+# --- shared by the generators --------------------------------------------------------------
+
+
+def _read_like(path: Path, content: str | bytes) -> str | bytes:
+    # Text is compared as read with universal newlines, so a checkout with CRLF line ends is
+    # not stale; bytes are compared exactly.
+    return path.read_bytes() if isinstance(content, bytes) else path.read_text(encoding="utf-8")
+
+
+def _diff_excerpt(rel: Path, current: str | bytes, generated: str | bytes) -> str:
+    def lines(content: str | bytes) -> list[str]:
+        text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
+        return text.splitlines()
+
+    diff = list(
+        difflib.unified_diff(
+            lines(current),
+            lines(generated),
+            f"{rel.as_posix()} (committed)",
+            f"{rel.as_posix()} (generated)",
+            lineterm="",
+            n=1,
+        )
+    )
+    shown = "\n".join(line[:160] for line in diff[:_DIFF_LINES_SHOWN])
+    if len(diff) > _DIFF_LINES_SHOWN:
+        shown += f"\n    ... {len(diff) - _DIFF_LINES_SHOWN} more diff lines"
+    return shown
+
+
+class GeneratedFiles:
+    """The files one generator script owns: whether they are fresh, writing them, and the
+    script's command line (`--check` or write). Paths are relative to the repository root.
+
+    (Not a dataclass: the tests load the scripts without registering them in `sys.modules`,
+    where dataclasses look up string annotations.)"""
+
+    def __init__(
+        self,
+        *,
+        script: str,
+        doc: str | None,
+        generate: Callable[[Path], Mapping[Path, str | bytes]],
+        owned: Iterable[str],
+        check_help: str,
+        stale: str,
+        fresh: str,
+        source: str = "generated output",
+    ) -> None:
+        self.script = script  # the script's name, e.g. "gen_proto", which starts every message
+        self.doc = doc  # the script's docstring: its first paragraph describes the command
+        self.generate = generate  # {path: content} for a repository root
+        # Glob patterns, from the repository root, of where the script writes: any other file
+        # they match is a stray.
+        self.owned = tuple(owned)
+        self.check_help = check_help
+        self.stale = stale  # what `--check` says when a file is stale
+        self.fresh = fresh  # what it says when none is
+        self.source = source  # what a stale file "differs from"
+
+    def _strays(self, repo_root: Path, generated: Mapping[Path, object]) -> list[Path]:
+        found = {
+            path.relative_to(repo_root)
+            for pattern in self.owned
+            for path in repo_root.glob(pattern)
+            if path.is_file()
+        }
+        return sorted(found - set(generated))
+
+    def find_stale(self, repo_root: Path = REPO_ROOT) -> list[str]:
+        """Describe every file that differs from a fresh generation (empty: up to date)."""
+        problems: list[str] = []
+        generated = self.generate(repo_root)
+        for rel, content in sorted(generated.items()):
+            path = repo_root / rel
+            if not path.is_file():
+                problems.append(f"{rel.as_posix()}: missing")
+                continue
+            current = _read_like(path, content)
+            if current != content:
+                excerpt = _diff_excerpt(rel, current, content)
+                problems.append(f"{rel.as_posix()}: differs from {self.source}\n{excerpt}")
+        for rel in self._strays(repo_root, generated):
+            problems.append(f"{rel.as_posix()}: not produced by scripts/{self.script}.py")
+        return problems
+
+    def write(self, repo_root: Path = REPO_ROOT) -> list[Path]:
+        """Write the generated files; return those whose content changed."""
+        changed: list[Path] = []
+        generated = self.generate(repo_root)
+        for rel, content in sorted(generated.items()):
+            path = repo_root / rel
+            if path.is_file() and _read_like(path, content) == content:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8")
+            changed.append(rel)
+        for rel in self._strays(repo_root, generated):
+            print(f"{self.script}: warning: stray file {rel.as_posix()}", file=sys.stderr)
+        return changed
+
+    def main(self, argv: list[str] | None = None) -> int:
+        parser = argparse.ArgumentParser(description=(self.doc or "").split("\n\n")[0])
+        parser.add_argument("--check", action="store_true", help=self.check_help)
+        args = parser.parse_args(argv)
+        if args.check:
+            problems = self.find_stale()
+            if problems:
+                print(f"{self.script}: {self.stale}:", file=sys.stderr)
+                for problem in problems:
+                    print(f"  {problem}", file=sys.stderr)
+                return 1
+            print(f"{self.script}: {self.fresh}")
+            return 0
+        changed = self.write()
+        for rel in changed:
+            print(f"{self.script}: wrote {rel.as_posix()}")
+        if not changed:
+            print(f"{self.script}: {self.fresh}")
+        return 0
+
+
+# --- the protobuf modules ------------------------------------------------------------------
 
 _PB_INIT = '"""Modules generated by scripts/gen_proto.py from proto/sozu/*/command.proto."""\n'
 _VERSION_INIT = '"""Generated code for the command protocol of Sōzu {tag} (sozu.{version})."""\n'
@@ -119,73 +254,23 @@ def generate(repo_root: Path = REPO_ROOT) -> dict[Path, bytes]:
     return files
 
 
-def _unexpected_files(repo_root: Path, expected: set[Path]) -> list[Path]:
-    """Python files under the _pb package that the generator does not produce."""
-    base = repo_root / PB_DIR
-    if not base.is_dir():
-        return []
-    found = {
-        path.relative_to(repo_root)
-        for path in base.rglob("*")
-        if path.is_file() and path.suffix in {".py", ".pyi"} and "__pycache__" not in path.parts
-    }
-    return sorted(found - expected)
-
-
-def find_stale(repo_root: Path = REPO_ROOT) -> list[str]:
-    """Describe every committed file that differs from a fresh generation (empty = up to date)."""
-    problems: list[str] = []
-    generated = generate(repo_root)
-    for rel, content in sorted(generated.items()):
-        path = repo_root / rel
-        if not path.is_file():
-            problems.append(f"{rel.as_posix()}: missing")
-            continue
-        current = path.read_bytes()
-        if current != content:
-            diff = list(
-                difflib.unified_diff(
-                    current.decode("utf-8", "replace").splitlines(),
-                    content.decode("utf-8", "replace").splitlines(),
-                    f"{rel.as_posix()} (committed)",
-                    f"{rel.as_posix()} (generated)",
-                    lineterm="",
-                    n=1,
-                )
-            )
-            shown = "\n".join(line[:160] for line in diff[:30])
-            more = f"\n    ... {len(diff) - 30} more diff lines" if len(diff) > 30 else ""
-            problems.append(f"{rel.as_posix()}: differs from generated output\n{shown}{more}")
-    for rel in _unexpected_files(repo_root, set(generated)):
-        problems.append(f"{rel.as_posix()}: not produced by scripts/gen_proto.py")
-    return problems
-
-
-def write(repo_root: Path = REPO_ROOT) -> list[Path]:
-    """Write the generated files; return those whose content changed."""
-    changed: list[Path] = []
-    generated = generate(repo_root)
-    for rel, content in sorted(generated.items()):
-        path = repo_root / rel
-        if path.is_file() and path.read_bytes() == content:
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-        changed.append(rel)
-    for rel in _unexpected_files(repo_root, set(generated)):
-        print(f"gen_proto: warning: stray file {rel.as_posix()}", file=sys.stderr)
-    return changed
+FILES = GeneratedFiles(
+    script="gen_proto",
+    doc=__doc__,
+    generate=generate,
+    owned=(f"{PB_DIR.as_posix()}/**/*.py", f"{PB_DIR.as_posix()}/**/*.pyi"),
+    check_help="do not write anything; exit 1 if the committed generated files are stale",
+    stale=(
+        "generated protobuf code is stale; run `python scripts/gen_proto.py` "
+        f"(grpcio-tools {PINNED_GRPCIO_TOOLS}) and commit the result"
+    ),
+    fresh="generated protobuf code is up to date",
+)
+find_stale = FILES.find_stale
+write = FILES.write
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="do not write anything; exit 1 if the committed generated files are stale",
-    )
-    args = parser.parse_args(argv)
-
     tools_version = _grpcio_tools_version()
     if tools_version != PINNED_GRPCIO_TOOLS:
         print(
@@ -193,28 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             f"files are produced with {PINNED_GRPCIO_TOOLS}; output may differ",
             file=sys.stderr,
         )
-
-    if args.check:
-        problems = find_stale()
-        if problems:
-            print(
-                "gen_proto: generated protobuf code is stale; run `python scripts/gen_proto.py` "
-                f"(grpcio-tools {PINNED_GRPCIO_TOOLS}) and commit the result:",
-                file=sys.stderr,
-            )
-            for problem in problems:
-                print(f"  - {problem}", file=sys.stderr)
-            return 1
-        print("gen_proto: generated protobuf code is up to date")
-        return 0
-
-    changed = write()
-    for rel in changed:
-        print(f"gen_proto: wrote {rel.as_posix()}")
-    if not changed:
-        print("gen_proto: nothing to do, generated files are up to date")
-    return 0
+    return FILES.main(argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -15,7 +15,7 @@ import base64
 import ipaddress
 import string
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
@@ -65,14 +65,15 @@ from sozu_operator.proxy.responses import (
     WorkerInfos,
     WorkerResponses,
 )
+from sozu_operator.proxy.scalars import I32, I64, U32, U64
 from sozu_operator.wire.codec import WireVersion
 
 T = TypeVar("T")
 
-UINT32 = st.integers(0, 2**32 - 1)
-UINT64 = st.integers(0, 2**64 - 1)
-INT32 = st.integers(-(2**31), 2**31 - 1)
-INT64 = st.integers(-(2**63), 2**63 - 1)
+UINT32 = st.integers(*U32)
+UINT64 = st.integers(*U64)
+INT32 = st.integers(*I32)
+INT64 = st.integers(*I64)
 
 # Highest EventKind number each wire version knows (2.x adds control-plane events).
 _LAST_EVENT_KIND = {WireVersion.V1: 3, WireVersion.V2: 30}
@@ -228,33 +229,38 @@ def certificates() -> st.SearchStrategy[CertificateAndKey]:
 # --- listeners -----------------------------------------------------------------------------
 
 
+# Listeners build on each other as their messages do: every listener has a TCP listener's
+# fields, HTTP adds two, HTTPS adds TLS settings to HTTP's.
+
+
+def _tcp_listener_fields() -> dict[str, st.SearchStrategy[Any]]:
+    return {
+        "address": socket_addresses(),
+        "public_address": optional(socket_addresses()),
+        "expect_proxy": st.booleans(),
+        "front_timeout": UINT32,
+        "back_timeout": UINT32,
+        "connect_timeout": UINT32,
+        "active": st.booleans(),
+    }
+
+
+def _http_listener_fields() -> dict[str, st.SearchStrategy[Any]]:
+    return {**_tcp_listener_fields(), "sticky_name": texts(), "request_timeout": UINT32}
+
+
+def tcp_listeners() -> st.SearchStrategy[TcpListener]:
+    return st.builds(TcpListener, **_tcp_listener_fields())
+
+
 def http_listeners() -> st.SearchStrategy[HttpListener]:
-    return st.builds(
-        HttpListener,
-        address=socket_addresses(),
-        public_address=optional(socket_addresses()),
-        expect_proxy=st.booleans(),
-        sticky_name=texts(),
-        front_timeout=UINT32,
-        back_timeout=UINT32,
-        connect_timeout=UINT32,
-        request_timeout=UINT32,
-        active=st.booleans(),
-    )
+    return st.builds(HttpListener, **_http_listener_fields())
 
 
 def https_listeners() -> st.SearchStrategy[HttpsListener]:
     return st.builds(
         HttpsListener,
-        address=socket_addresses(),
-        public_address=optional(socket_addresses()),
-        expect_proxy=st.booleans(),
-        sticky_name=texts(),
-        front_timeout=UINT32,
-        back_timeout=UINT32,
-        connect_timeout=UINT32,
-        request_timeout=UINT32,
-        active=st.booleans(),
+        **_http_listener_fields(),
         versions=st.lists(st.sampled_from(TlsVersion), max_size=3).map(tuple),
         cipher_list=st.lists(texts(), max_size=2).map(tuple),
         cipher_suites=st.lists(texts(), max_size=2).map(tuple),
@@ -264,19 +270,6 @@ def https_listeners() -> st.SearchStrategy[HttpsListener]:
         certificate_chain=st.lists(fake_pem("CERTIFICATE"), max_size=2).map(tuple),
         key=optional(fake_pem("PRIVATE KEY")),
         send_tls13_tickets=UINT64,
-    )
-
-
-def tcp_listeners() -> st.SearchStrategy[TcpListener]:
-    return st.builds(
-        TcpListener,
-        address=socket_addresses(),
-        public_address=optional(socket_addresses()),
-        expect_proxy=st.booleans(),
-        front_timeout=UINT32,
-        back_timeout=UINT32,
-        connect_timeout=UINT32,
-        active=st.booleans(),
     )
 
 

@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Literal, NoReturn, TypeAlias, TypeVar
+from typing import Any, Literal, NoReturn, TypeAlias, TypeVar
 
 from sozu_operator.proxy import requests as rq
 from sozu_operator.proxy.model import (
@@ -52,6 +52,7 @@ from sozu_operator.proxy.model import (
     TcpListener,
     TlsVersion,
 )
+from sozu_operator.proxy.scalars import I32, I64, U32, U64, ipv6_from_halves, ipv6_halves
 
 SozuVersion: TypeAlias = Literal[1, 2]
 
@@ -63,11 +64,6 @@ UPSTREAM_LOAD_BUFFER_BYTES = 200_000
 that makes Sōzu abort the whole load, so `render_state` refuses to write one."""
 
 _JSON_WHITESPACE = b" \t\r\n"
-_U32 = (0, 2**32 - 1)
-_U64 = (0, 2**64 - 1)
-_I32 = (-(2**31), 2**31 - 1)
-_I64 = (-(2**63), 2**63 - 1)
-_U64_MASK = 2**64 - 1
 _UDP_LISTENER_TYPE = 3  # ListenerType.UDP, 2.x only; we model no UDP listener
 
 JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
@@ -413,7 +409,7 @@ class _Object:
         return None if value is None else self._check_int(key, value, bounds)
 
     def _check_enum(self, key: str, value: JsonValue, enum: type[_E]) -> _E:
-        number = self._check_int(key, value, _I32)
+        number = self._check_int(key, value, I32)
         try:
             return enum(number)
         except ValueError:
@@ -496,10 +492,10 @@ class _Object:
                 )
 
 
-def _decode_uint128(obj: _Object) -> int:
-    low, high = obj.integer("low", _U64), obj.integer("high", _U64)
+def _decode_ipv6(obj: _Object) -> ipaddress.IPv6Address:
+    low, high = obj.integer("low", U64), obj.integer("high", U64)
     obj.done()
-    return (high << 64) | low
+    return ipv6_from_halves(high, low)
 
 
 def _decode_ip(obj: _Object) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -510,15 +506,15 @@ def _decode_ip(obj: _Object) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         return ipaddress.IPv4Address(0)
     member = _Object(obj.reader, inner, obj.path("inner"))
     if member.keys() == ["V4"]:
-        return ipaddress.IPv4Address(member.integer("V4", _U32))
+        return ipaddress.IPv4Address(member.integer("V4", U32))
     if member.keys() == ["V6"]:
-        return ipaddress.IPv6Address(member.message("V6", _decode_uint128))
+        return member.message("V6", _decode_ipv6)
     obj.fail("inner", f'expected exactly one of "V4" or "V6", got keys {member.keys()}')
 
 
 def _decode_socket_address(obj: _Object) -> SocketAddress:
     ip = obj.message("ip", _decode_ip)
-    port = obj.integer("port", _U32)
+    port = obj.integer("port", U32)
     if port > 0xFFFF:
         # Sōzu would silently truncate this to 16 bits; we refuse rather than guess.
         obj.fail("port", f"{port} is not a TCP/UDP port (0..65535)")
@@ -526,18 +522,44 @@ def _decode_socket_address(obj: _Object) -> SocketAddress:
     return SocketAddress(ip, port)
 
 
+def _u32(obj: _Object, key: str) -> int:
+    return obj.integer(key, U32)
+
+
+# The scalar fields that follow `address` and `public_address` in the listener messages, in
+# .proto declaration order (the order Sōzu writes them in), each with how it is read. Rendering
+# and decoding share these lists; HTTPS has HTTP's, then its TLS settings.
+_ListenerFields: TypeAlias = tuple[tuple[str, Callable[[_Object, str], JsonValue]], ...]
+_TCP_LISTENER_FIELDS: _ListenerFields = (
+    ("expect_proxy", _Object.boolean),
+    ("front_timeout", _u32),
+    ("back_timeout", _u32),
+    ("connect_timeout", _u32),
+    ("active", _Object.boolean),
+)
+_HTTP_LISTENER_FIELDS: _ListenerFields = (
+    ("expect_proxy", _Object.boolean),
+    ("sticky_name", _Object.string),
+    ("front_timeout", _u32),
+    ("back_timeout", _u32),
+    ("connect_timeout", _u32),
+    ("request_timeout", _u32),
+    ("active", _Object.boolean),
+)
+
+
+def _decode_listener_fields(obj: _Object, fields: _ListenerFields) -> dict[str, Any]:
+    decoded: dict[str, Any] = {
+        "address": obj.message("address", _decode_socket_address),
+        "public_address": obj.optional_message("public_address", _decode_socket_address),
+    }
+    for key, read in fields:
+        decoded[key] = read(obj, key)
+    return decoded
+
+
 def _decode_http_listener(obj: _Object) -> HttpListener:
-    listener = HttpListener(
-        address=obj.message("address", _decode_socket_address),
-        public_address=obj.optional_message("public_address", _decode_socket_address),
-        expect_proxy=obj.boolean("expect_proxy"),
-        sticky_name=obj.string("sticky_name"),
-        front_timeout=obj.integer("front_timeout", _U32),
-        back_timeout=obj.integer("back_timeout", _U32),
-        connect_timeout=obj.integer("connect_timeout", _U32),
-        request_timeout=obj.integer("request_timeout", _U32),
-        active=obj.boolean("active"),
-    )
+    listener = HttpListener(**_decode_listener_fields(obj, _HTTP_LISTENER_FIELDS))
     obj.unmodelled((_HTTP_ANSWERS_FIELD, *_HTTP_LISTENER_EXTRA_V2))
     obj.done()
     return listener
@@ -545,15 +567,7 @@ def _decode_http_listener(obj: _Object) -> HttpListener:
 
 def _decode_https_listener(obj: _Object) -> HttpsListener:
     listener = HttpsListener(
-        address=obj.message("address", _decode_socket_address),
-        public_address=obj.optional_message("public_address", _decode_socket_address),
-        expect_proxy=obj.boolean("expect_proxy"),
-        sticky_name=obj.string("sticky_name"),
-        front_timeout=obj.integer("front_timeout", _U32),
-        back_timeout=obj.integer("back_timeout", _U32),
-        connect_timeout=obj.integer("connect_timeout", _U32),
-        request_timeout=obj.integer("request_timeout", _U32),
-        active=obj.boolean("active"),
+        **_decode_listener_fields(obj, _HTTP_LISTENER_FIELDS),
         versions=obj.enums("versions", TlsVersion),
         cipher_list=obj.strings("cipher_list"),
         cipher_suites=obj.strings("cipher_suites"),
@@ -562,7 +576,7 @@ def _decode_https_listener(obj: _Object) -> HttpsListener:
         certificate=obj.optional_string("certificate"),
         certificate_chain=obj.strings("certificate_chain"),
         key=obj.optional_string("key"),
-        send_tls13_tickets=obj.integer("send_tls13_tickets", _U64),
+        send_tls13_tickets=obj.integer("send_tls13_tickets", U64),
     )
     obj.unmodelled((_HTTP_ANSWERS_FIELD, *_HTTPS_LISTENER_EXTRA_V2))
     obj.done()
@@ -570,15 +584,7 @@ def _decode_https_listener(obj: _Object) -> HttpsListener:
 
 
 def _decode_tcp_listener(obj: _Object) -> TcpListener:
-    listener = TcpListener(
-        address=obj.message("address", _decode_socket_address),
-        public_address=obj.optional_message("public_address", _decode_socket_address),
-        expect_proxy=obj.boolean("expect_proxy"),
-        front_timeout=obj.integer("front_timeout", _U32),
-        back_timeout=obj.integer("back_timeout", _U32),
-        connect_timeout=obj.integer("connect_timeout", _U32),
-        active=obj.boolean("active"),
-    )
+    listener = TcpListener(**_decode_listener_fields(obj, _TCP_LISTENER_FIELDS))
     obj.done()
     return listener
 
@@ -600,11 +606,11 @@ def _decode_cluster(obj: _Object) -> Cluster:
         load_metric=obj.optional_enum("load_metric", LoadMetric),
         http2=obj.optional_boolean("http2"),
         answers=obj.string_map("answers"),
-        https_redirect_port=obj.optional_integer("https_redirect_port", _U32),
+        https_redirect_port=obj.optional_integer("https_redirect_port", U32),
         authorized_hashes=obj.strings("authorized_hashes"),
         www_authenticate=obj.optional_string("www_authenticate"),
-        max_connections_per_ip=obj.optional_integer("max_connections_per_ip", _U64),
-        retry_after=obj.optional_integer("retry_after", _U32),
+        max_connections_per_ip=obj.optional_integer("max_connections_per_ip", U64),
+        retry_after=obj.optional_integer("retry_after", U32),
     )
     obj.unmodelled(_CLUSTER_EXTRA_V2)
     obj.done()
@@ -642,7 +648,7 @@ def _decode_http_frontend(obj: _Object) -> HttpFrontend:
         redirect_template=obj.optional_string("redirect_template"),
         rewrite_host=obj.optional_string("rewrite_host"),
         rewrite_path=obj.optional_string("rewrite_path"),
-        rewrite_port=obj.optional_integer("rewrite_port", _U32),
+        rewrite_port=obj.optional_integer("rewrite_port", U32),
         headers=obj.messages("headers", _decode_header),
     )
     obj.unmodelled((_FRONTEND_HSTS,))
@@ -673,7 +679,7 @@ def _decode_certificate_and_key(obj: _Object) -> CertificateAndKey:
 
 
 def _decode_weight(obj: _Object) -> int:
-    weight = obj.integer("weight", _I32)
+    weight = obj.integer("weight", I32)
     obj.done()
     return weight
 
@@ -720,7 +726,7 @@ _MESSAGE_DECODERS: dict[str, Callable[[_Object], rq.Request]] = {
         rq.AddCertificate(
             address=o.message("address", _decode_socket_address),
             certificate=o.message("certificate", _decode_certificate_and_key),
-            expired_at=o.optional_integer("expired_at", _I64),
+            expired_at=o.optional_integer("expired_at", I64),
         ),
     ),
     "REPLACE_CERTIFICATE": lambda o: _decoded(
@@ -729,7 +735,7 @@ _MESSAGE_DECODERS: dict[str, Callable[[_Object], rq.Request]] = {
             address=o.message("address", _decode_socket_address),
             new_certificate=o.message("new_certificate", _decode_certificate_and_key),
             old_fingerprint=o.string("old_fingerprint"),
-            new_expired_at=o.optional_integer("new_expired_at", _I64),
+            new_expired_at=o.optional_integer("new_expired_at", I64),
         ),
     ),
     "REMOVE_CERTIFICATE": lambda o: _decoded(
@@ -943,9 +949,8 @@ def _render_socket_address(address: SocketAddress) -> dict[str, JsonValue]:
     if isinstance(address.ip, ipaddress.IPv4Address):
         inner = {"V4": int(address.ip)}
     else:
-        number = int(address.ip)
-        # Sōzu's Uint128: `high` holds the first 8 address bytes (despite the .proto comment).
-        inner = {"V6": {"low": number & _U64_MASK, "high": number >> 64}}
+        high, low = ipv6_halves(address.ip)
+        inner = {"V6": {"low": low, "high": high}}
     return {"ip": {"inner": inner}, "port": address.port}
 
 
@@ -962,39 +967,42 @@ def _map(pairs: Pairs) -> dict[str, JsonValue]:
     return dict(sorted(pairs))
 
 
-def _extras(fields: Iterable[_UnmodelledField]) -> dict[str, JsonValue]:
-    return {key: written for key, written, _neutral, _what in fields}
+def _versioned(
+    rendered: dict[str, JsonValue],
+    ctx: _RenderContext,
+    *,
+    v2_fields: dict[str, JsonValue],
+    extras_v2: Iterable[_UnmodelledField],
+) -> dict[str, JsonValue]:
+    """For 2.1, `rendered` followed by the modelled 2.x fields and the unmodelled ones as we
+    write them; for 1.0, `rendered` alone, refused if a modelled 2.x field is set."""
+    if ctx.version == 1:
+        for key, value in v2_fields.items():
+            ctx.v2_only(f".{key}", not _is_unset(value))
+        return rendered
+    return rendered | v2_fields | {key: written for key, written, _neutral, _what in extras_v2}
 
 
-def _render_http_listener(listener: HttpListener, ctx: _RenderContext) -> dict[str, JsonValue]:
+def _render_listener_fields(
+    listener: HttpListener | HttpsListener | TcpListener, fields: _ListenerFields
+) -> dict[str, JsonValue]:
     rendered: dict[str, JsonValue] = {
         "address": _render_socket_address(listener.address),
         "public_address": _optional_address(listener.public_address),
-        "expect_proxy": listener.expect_proxy,
-        "sticky_name": listener.sticky_name,
-        "front_timeout": listener.front_timeout,
-        "back_timeout": listener.back_timeout,
-        "connect_timeout": listener.connect_timeout,
-        "request_timeout": listener.request_timeout,
-        "active": listener.active,
-        "http_answers": None,
     }
-    if ctx.version == 2:
-        rendered |= _extras(_HTTP_LISTENER_EXTRA_V2)
+    for key, _read in fields:
+        rendered[key] = getattr(listener, key)
     return rendered
 
 
+def _render_http_listener(listener: HttpListener, ctx: _RenderContext) -> dict[str, JsonValue]:
+    rendered = _render_listener_fields(listener, _HTTP_LISTENER_FIELDS)
+    rendered["http_answers"] = None
+    return _versioned(rendered, ctx, v2_fields={}, extras_v2=_HTTP_LISTENER_EXTRA_V2)
+
+
 def _render_https_listener(listener: HttpsListener, ctx: _RenderContext) -> dict[str, JsonValue]:
-    rendered: dict[str, JsonValue] = {
-        "address": _render_socket_address(listener.address),
-        "public_address": _optional_address(listener.public_address),
-        "expect_proxy": listener.expect_proxy,
-        "sticky_name": listener.sticky_name,
-        "front_timeout": listener.front_timeout,
-        "back_timeout": listener.back_timeout,
-        "connect_timeout": listener.connect_timeout,
-        "request_timeout": listener.request_timeout,
-        "active": listener.active,
+    rendered = _render_listener_fields(listener, _HTTP_LISTENER_FIELDS) | {
         "versions": [int(version) for version in listener.versions],
         "cipher_list": list(listener.cipher_list),
         "cipher_suites": list(listener.cipher_suites),
@@ -1006,21 +1014,11 @@ def _render_https_listener(listener: HttpsListener, ctx: _RenderContext) -> dict
         "send_tls13_tickets": listener.send_tls13_tickets,
         "http_answers": None,
     }
-    if ctx.version == 2:
-        rendered |= _extras(_HTTPS_LISTENER_EXTRA_V2)
-    return rendered
+    return _versioned(rendered, ctx, v2_fields={}, extras_v2=_HTTPS_LISTENER_EXTRA_V2)
 
 
 def _render_tcp_listener(listener: TcpListener) -> dict[str, JsonValue]:
-    return {
-        "address": _render_socket_address(listener.address),
-        "public_address": _optional_address(listener.public_address),
-        "expect_proxy": listener.expect_proxy,
-        "front_timeout": listener.front_timeout,
-        "back_timeout": listener.back_timeout,
-        "connect_timeout": listener.connect_timeout,
-        "active": listener.active,
-    }
+    return _render_listener_fields(listener, _TCP_LISTENER_FIELDS)
 
 
 def _render_cluster(cluster: Cluster, ctx: _RenderContext) -> dict[str, JsonValue]:
@@ -1046,11 +1044,7 @@ def _render_cluster(cluster: Cluster, ctx: _RenderContext) -> dict[str, JsonValu
         "max_connections_per_ip": cluster.max_connections_per_ip,
         "retry_after": cluster.retry_after,
     }
-    if ctx.version == 1:
-        for key, value in v2_fields.items():
-            ctx.v2_only(f".{key}", not _is_unset(value))
-        return rendered
-    return rendered | v2_fields | _extras(_CLUSTER_EXTRA_V2)
+    return _versioned(rendered, ctx, v2_fields=v2_fields, extras_v2=_CLUSTER_EXTRA_V2)
 
 
 def _render_http_frontend(frontend: HttpFrontend, ctx: _RenderContext) -> dict[str, JsonValue]:
@@ -1076,11 +1070,7 @@ def _render_http_frontend(frontend: HttpFrontend, ctx: _RenderContext) -> dict[s
             for header in frontend.headers
         ],
     }
-    if ctx.version == 1:
-        for key, value in v2_fields.items():
-            ctx.v2_only(f".{key}", not _is_unset(value))
-        return rendered
-    return rendered | v2_fields | _extras((_FRONTEND_HSTS,))
+    return _versioned(rendered, ctx, v2_fields=v2_fields, extras_v2=(_FRONTEND_HSTS,))
 
 
 def _render_tcp_frontend(frontend: TcpFrontend) -> dict[str, JsonValue]:

@@ -7,9 +7,8 @@ Rules that are easy to get wrong, and why they are here:
   always writes them, and byte-exact frames (tests, emulator) depend on doing the same.
 * An optional model field left at None is absent on the wire; Sōzu treats absence differently
   from a default value in several places (e.g. a frontend without `cluster_id` denies access).
-* IPv6 addresses: the address read as a big-endian 128-bit number n gives `high = n >> 64`
-  and `low = n & (2**64 - 1)`. That is what Sōzu's conversion code does, whatever the comments
-  in its .proto say.
+* IPv6 addresses are split into the halves of Sōzu's `Uint128` by `proxy.scalars`, which the
+  state file shares (the .proto comments get the order of the halves wrong).
 * Decoding is as lenient as Sōzu's: an absent required field takes its default, and a port is
   truncated to 16 bits. Only bytes that are not protobuf (or not UTF-8 where text is expected,
   which Sōzu also refuses) raise `UndecodablePayload`.
@@ -39,6 +38,7 @@ from sozu_operator.proxy.model import (
     HttpFrontend,
     HttpListener,
     HttpsListener,
+    Listener,
     ListenerType,
     LoadBalancing,
     LoadMetric,
@@ -75,6 +75,7 @@ from sozu_operator.proxy.responses import (
     WorkerInfos,
     WorkerResponses,
 )
+from sozu_operator.proxy.scalars import ipv6_from_halves, ipv6_halves
 from sozu_operator.wire._pb.v1 import command_pb2 as _pb_v1
 from sozu_operator.wire._pb.v2 import command_pb2 as _pb_v2
 from sozu_operator.wire.errors import ProtocolError, UndecodablePayload, UnsupportedByVersion
@@ -82,7 +83,6 @@ from sozu_operator.wire.errors import ProtocolError, UndecodablePayload, Unsuppo
 # mypy does not follow the generated modules (see pyproject.toml), so their messages are Any.
 _Message: TypeAlias = Any
 
-_U64_MASK = (1 << 64) - 1
 _T = TypeVar("_T")
 
 
@@ -248,12 +248,10 @@ class Codec:
     # --- addresses -------------------------------------------------------------------------
 
     def _fill_address(self, message: _Message, address: SocketAddress) -> None:
-        number = int(address.ip)
         if isinstance(address.ip, ipaddress.IPv4Address):
-            message.ip.v4 = number
+            message.ip.v4 = int(address.ip)
         else:
-            message.ip.v6.low = number & _U64_MASK
-            message.ip.v6.high = number >> 64
+            message.ip.v6.high, message.ip.v6.low = ipv6_halves(address.ip)
         message.port = address.port
 
     @staticmethod
@@ -261,7 +259,7 @@ class Codec:
         ip: ipaddress.IPv4Address | ipaddress.IPv6Address
         match message.ip.WhichOneof("inner"):
             case "v6":
-                ip = ipaddress.IPv6Address((message.ip.v6.high << 64) | message.ip.v6.low)
+                ip = ipv6_from_halves(message.ip.v6.high, message.ip.v6.low)
             case "v4":
                 ip = ipaddress.IPv4Address(message.ip.v4)
             case _:  # Sōzu reads an IpAddress with no member as 0.0.0.0
@@ -434,9 +432,10 @@ class Codec:
 
     # --- listeners -------------------------------------------------------------------------
 
-    def _fill_listener_common(
-        self, message: _Message, listener: HttpListener | HttpsListener | TcpListener
-    ) -> None:
+    # Each listener message has the fields of the one before: TCP's are common to all, HTTPS
+    # adds TLS settings to HTTP's. Encoders and decoders build on each other the same way.
+
+    def _fill_tcp_listener(self, message: _Message, listener: Listener) -> None:
         self._fill_address(message.address, listener.address)
         if listener.public_address is not None:
             self._fill_address(message.public_address, listener.public_address)
@@ -446,15 +445,15 @@ class Codec:
         message.connect_timeout = listener.connect_timeout
         message.active = listener.active
 
-    def _fill_http_listener(self, message: _Message, listener: HttpListener) -> None:
-        self._fill_listener_common(message, listener)
+    def _fill_http_listener(
+        self, message: _Message, listener: HttpListener | HttpsListener
+    ) -> None:
+        self._fill_tcp_listener(message, listener)
         message.sticky_name = listener.sticky_name
         message.request_timeout = listener.request_timeout
 
     def _fill_https_listener(self, message: _Message, listener: HttpsListener) -> None:
-        self._fill_listener_common(message, listener)
-        message.sticky_name = listener.sticky_name
-        message.request_timeout = listener.request_timeout
+        self._fill_http_listener(message, listener)
         message.versions.extend(int(version) for version in listener.versions)
         message.cipher_list.extend(listener.cipher_list)
         message.cipher_suites.extend(listener.cipher_suites)
@@ -465,33 +464,33 @@ class Codec:
         _set_optional(message, "key", listener.key)
         message.send_tls13_tickets = listener.send_tls13_tickets
 
-    def _fill_tcp_listener(self, message: _Message, listener: TcpListener) -> None:
-        self._fill_listener_common(message, listener)
+    def _tcp_listener_fields(self, message: _Message) -> dict[str, Any]:
+        return {
+            "address": self._address(message.address),
+            "public_address": self._optional_address(message, "public_address"),
+            "expect_proxy": message.expect_proxy,
+            "front_timeout": message.front_timeout,
+            "back_timeout": message.back_timeout,
+            "connect_timeout": message.connect_timeout,
+            "active": message.active,
+        }
+
+    def _http_listener_fields(self, message: _Message) -> dict[str, Any]:
+        return {
+            **self._tcp_listener_fields(message),
+            "sticky_name": _text(message.sticky_name, "sticky_name"),
+            "request_timeout": message.request_timeout,
+        }
+
+    def _tcp_listener(self, message: _Message) -> TcpListener:
+        return TcpListener(**self._tcp_listener_fields(message))
 
     def _http_listener(self, message: _Message) -> HttpListener:
-        return HttpListener(
-            address=self._address(message.address),
-            public_address=self._optional_address(message, "public_address"),
-            expect_proxy=message.expect_proxy,
-            sticky_name=_text(message.sticky_name, "sticky_name"),
-            front_timeout=message.front_timeout,
-            back_timeout=message.back_timeout,
-            connect_timeout=message.connect_timeout,
-            request_timeout=message.request_timeout,
-            active=message.active,
-        )
+        return HttpListener(**self._http_listener_fields(message))
 
     def _https_listener(self, message: _Message) -> HttpsListener:
         return HttpsListener(
-            address=self._address(message.address),
-            public_address=self._optional_address(message, "public_address"),
-            expect_proxy=message.expect_proxy,
-            sticky_name=_text(message.sticky_name, "sticky_name"),
-            front_timeout=message.front_timeout,
-            back_timeout=message.back_timeout,
-            connect_timeout=message.connect_timeout,
-            request_timeout=message.request_timeout,
-            active=message.active,
+            **self._http_listener_fields(message),
             versions=tuple(TlsVersion(version) for version in message.versions),
             cipher_list=_texts(message.cipher_list, "cipher_list"),
             cipher_suites=_texts(message.cipher_suites, "cipher_suites"),
@@ -501,17 +500,6 @@ class Codec:
             certificate_chain=_texts(message.certificate_chain, "certificate_chain"),
             key=_optional_text(message, "key"),
             send_tls13_tickets=message.send_tls13_tickets,
-        )
-
-    def _tcp_listener(self, message: _Message) -> TcpListener:
-        return TcpListener(
-            address=self._address(message.address),
-            public_address=self._optional_address(message, "public_address"),
-            expect_proxy=message.expect_proxy,
-            front_timeout=message.front_timeout,
-            back_timeout=message.back_timeout,
-            connect_timeout=message.connect_timeout,
-            active=message.active,
         )
 
     @staticmethod
@@ -729,14 +717,8 @@ class Codec:
                     entry = message.workers.vec.add()
                     entry.id, entry.pid, entry.run_state = worker.id, worker.pid, worker.run_state
             case ListedFrontends(http=http, https=https, tcp=tcp):
-                target = message.frontend_list
-                target.SetInParent()
-                for frontend in http:
-                    self._fill_http_frontend(target.http_frontends.add(), frontend)
-                for frontend in https:
-                    self._fill_http_frontend(target.https_frontends.add(), frontend)
-                for tcp_frontend in tcp:
-                    self._fill_tcp_frontend(target.tcp_frontends.add(), tcp_frontend)
+                message.frontend_list.SetInParent()
+                self._fill_frontends(message.frontend_list, http, https, tcp)
             case ListenersList(http=http_listeners, https=https_listeners, tcp=tcp_listeners):
                 target = message.listeners_list
                 target.SetInParent()
@@ -786,12 +768,12 @@ class Codec:
     def _fill_cluster_information(self, message: _Message, information: ClusterInformation) -> None:
         if information.configuration is not None:
             self._fill_cluster(message.configuration, information.configuration)
-        for frontend in information.http_frontends:
-            self._fill_http_frontend(message.http_frontends.add(), frontend)
-        for frontend in information.https_frontends:
-            self._fill_http_frontend(message.https_frontends.add(), frontend)
-        for tcp_frontend in information.tcp_frontends:
-            self._fill_tcp_frontend(message.tcp_frontends.add(), tcp_frontend)
+        self._fill_frontends(
+            message,
+            information.http_frontends,
+            information.https_frontends,
+            information.tcp_frontends,
+        )
         for backend in information.backends:
             self._fill_backend(message.backends.add(), backend)
 
@@ -815,12 +797,7 @@ class Codec:
                     )
                 )
             case "frontend_list":
-                listed = message.frontend_list
-                return ListedFrontends(
-                    http=tuple(self._http_frontend(item) for item in listed.http_frontends),
-                    https=tuple(self._http_frontend(item) for item in listed.https_frontends),
-                    tcp=tuple(self._tcp_frontend(item) for item in listed.tcp_frontends),
-                )
+                return ListedFrontends(*self._frontends(message.frontend_list))
             case "listeners_list":
                 # Sōzu's maps have no meaningful order; sorting by address makes the result
                 # deterministic. Each config carries its own address, so keys are not needed.
@@ -895,12 +872,38 @@ class Codec:
                 return None
 
     def _cluster_information(self, message: _Message) -> ClusterInformation:
+        http, https, tcp = self._frontends(message)
         return ClusterInformation(
             configuration=(
                 self._cluster(message.configuration) if message.HasField("configuration") else None
             ),
-            http_frontends=tuple(self._http_frontend(item) for item in message.http_frontends),
-            https_frontends=tuple(self._http_frontend(item) for item in message.https_frontends),
-            tcp_frontends=tuple(self._tcp_frontend(item) for item in message.tcp_frontends),
+            http_frontends=http,
+            https_frontends=https,
+            tcp_frontends=tcp,
             backends=tuple(self._backend(item) for item in message.backends),
+        )
+
+    # A frontend listing and a cluster's information carry the same three lists of frontends.
+
+    def _fill_frontends(
+        self,
+        message: _Message,
+        http: Iterable[HttpFrontend],
+        https: Iterable[HttpFrontend],
+        tcp: Iterable[TcpFrontend],
+    ) -> None:
+        for frontend in http:
+            self._fill_http_frontend(message.http_frontends.add(), frontend)
+        for frontend in https:
+            self._fill_http_frontend(message.https_frontends.add(), frontend)
+        for tcp_frontend in tcp:
+            self._fill_tcp_frontend(message.tcp_frontends.add(), tcp_frontend)
+
+    def _frontends(
+        self, message: _Message
+    ) -> tuple[tuple[HttpFrontend, ...], tuple[HttpFrontend, ...], tuple[TcpFrontend, ...]]:
+        return (
+            tuple(map(self._http_frontend, message.http_frontends)),
+            tuple(map(self._http_frontend, message.https_frontends)),
+            tuple(map(self._tcp_frontend, message.tcp_frontends)),
         )
