@@ -9,7 +9,8 @@ PROCESSING frame, then the final one): mutations can never be faster than that.
 The `apply` path is `sozu_operator.cli.gitops._apply` without YAML loading (resources are
 built in memory) and without progress output (`--quiet`): read the live state with a fresh
 `LiveReader`, `reconcile` (validate and build the desired state, plan), send the steps with
-`apply_steps`, then, as the CLI does, read again and re-plan to confirm nothing remains.
+`apply_steps` over the CLI's default connections (independent steps side by side), then, as
+the CLI does, read again and re-plan to confirm nothing remains.
 "Programmed" is when the last step is acknowledged; the confirmation is reported apart.
 """
 
@@ -21,7 +22,7 @@ from bench import operator_hooks
 from bench.common import OPERATOR_SKIPPED, Json, median, operator_skipped
 from bench.emulator import EmulatorProcess, mutations_in
 from bench.workload import OWNER, SOZU_VERSION, Workload
-from sozu_operator.applier import apply_steps
+from sozu_operator.applier import DEFAULT_LANES, apply_steps
 from sozu_operator.live import LiveReader
 from sozu_operator.proxy import requests as rq
 from sozu_operator.reconcile.pipeline import reconcile
@@ -71,7 +72,7 @@ async def run(emulator: EmulatorProcess, workload: Workload, *, raw_count: int) 
         await emulator.command("reset_counts")
         t2_send = time.perf_counter()
         cpu2_send, emu2_send = time.process_time(), emulator.cpu_seconds()
-        outcome = await apply_steps(client, result.plan.steps)
+        outcome = await apply_steps(client, result.plan.steps, lanes=DEFAULT_LANES)
         t3 = time.perf_counter()
         cpu3, emu3 = time.process_time(), emulator.cpu_seconds()
         send_seconds = t3 - t2_send

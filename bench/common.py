@@ -45,6 +45,20 @@ class GcClock:
 
 
 @contextlib.contextmanager
+def as_the_cli_runs() -> Iterator[None]:
+    """The collector's thresholds `sozu-operator` sets at start (every command, the operator
+    included), for code measured in this process as the CLI or the operator runs it."""
+    from sozu_operator.cli import GC_THRESHOLDS
+
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+@contextlib.contextmanager
 def gc_clock() -> Iterator[GcClock]:
     clock = GcClock()
     gc.callbacks.append(clock._callback)

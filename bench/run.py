@@ -26,7 +26,7 @@ for _path in (str(_REPO / "operator"), str(_REPO)):
         sys.path.insert(0, _path)
 
 from bench import churn, cold_start, growth, report, resync, single_change  # noqa: E402
-from bench.common import SKIP_OPERATOR_ENV, Json, machine  # noqa: E402
+from bench.common import SKIP_OPERATOR_ENV, Json, as_the_cli_runs, machine  # noqa: E402
 from bench.emulator import EmulatorProcess  # noqa: E402
 from bench.workload import CertificatePool, Workload, groups_for  # noqa: E402
 
@@ -101,9 +101,10 @@ async def measure(scale: Scale) -> Json:
         for size in scale.sizes:
             workload = Workload.build(size, pool)
             _log(f"cold start at {size} frontends")
-            per_size[size]["cold_start"] = await cold_start.run(
-                emulator, workload, raw_count=scale.raw_requests
-            )
+            with as_the_cli_runs():
+                per_size[size]["cold_start"] = await cold_start.run(
+                    emulator, workload, raw_count=scale.raw_requests
+                )
             if size == scale.resync_size:
                 _log(f"no-op resync at {size} frontends")
                 results["resync"] = await resync.run(emulator, workload, repeats=scale.repeats)

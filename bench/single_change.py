@@ -13,8 +13,12 @@ the change costs on the wire alone):
 - CLI (`sozu-operator apply`): a fresh `LiveReader` (every cluster queried) and every
   resource validated again, each time;
 - kept state: one `LiveReader` kept across changes (hash-guided re-reads) and validated
-  resources kept (`ParseCache`), which is what a long-running process can do. This is not the
-  operator: its measurement is the hook `operator_hooks.single_change`.
+  resources kept (`ParseCache`), then a whole reconcile and plan: what a long-running process
+  does without the operator's incremental pass;
+- operator pass: the operator's own `Reconciler.pass_once` (`operator_pass.py`): objects kept
+  per resource, only what moved planned, outcomes kept per resource; no API, so no status
+  write. The running operator, kopf and API included, is the hook
+  `operator_hooks.single_change`.
 """
 
 from __future__ import annotations
@@ -23,9 +27,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import operator_hooks
-from bench.common import OPERATOR_SKIPPED, Json, median, operator_skipped, percentile
-from bench.emulator import EmulatorProcess
+from bench import operator_hooks, operator_pass
+from bench.common import (
+    OPERATOR_SKIPPED,
+    Json,
+    as_the_cli_runs,
+    median,
+    operator_skipped,
+    percentile,
+)
+from bench.emulator import MUTATING_VERBS, EmulatorProcess
 from bench.workload import (
     OWNER,
     SOZU_VERSION,
@@ -34,6 +45,7 @@ from bench.workload import (
     certificate_resource,
 )
 from sozu_operator.applier import apply_steps
+from sozu_operator.kube.reconciler import Reconciler
 from sozu_operator.live import LiveReader
 from sozu_operator.reconcile.pipeline import reconcile
 from sozu_operator.wire import SozuClient
@@ -107,6 +119,18 @@ def _summary(latencies: list[float], sends: list[float]) -> Json:
     }
 
 
+async def _pass_change(found: Reconciler, emulator: EmulatorProcess
+                       ) -> tuple[float, float, dict[str, int]]:
+    await emulator.command("reset_counts")
+    started = time.perf_counter()
+    outcome = await found.pass_once()
+    done = time.perf_counter()
+    if outcome.failed:
+        raise AssertionError(f"pass failed: {outcome.failed}")
+    verbs = {v: n for v, n in (await emulator.verbs()).items() if v in MUTATING_VERBS}
+    return done - started, outcome.send_seconds, dict(sorted(verbs.items()))
+
+
 async def run(emulator: EmulatorProcess, workload: Workload, *, kept_changes: int,
               cli_changes: int) -> Json:
     """`kept_changes` and `cli_changes` are per kind."""
@@ -115,19 +139,26 @@ async def run(emulator: EmulatorProcess, workload: Workload, *, kept_changes: in
         changer.prepare(kind, kept_changes + cli_changes)
     cache = ParseCache()
     kept_reader = LiveReader()
-    paths: dict[str, dict[str, Json]] = {"kept": {}, "cli": {}}
-    all_latencies: dict[str, list[float]] = {"kept": [], "cli": []}
-    all_sends: dict[str, list[float]] = {"kept": [], "cli": []}
+    paths: dict[str, dict[str, Json]] = {"pass": {}, "kept": {}, "cli": {}}
+    all_latencies: dict[str, list[float]] = {path: [] for path in paths}
+    all_sends: dict[str, list[float]] = {path: [] for path in paths}
+    found = operator_pass.reconciler(emulator, operator_pass.IndexedWorkload(workload))
     async with emulator.client() as client:
         await kept_reader.read(client)
         cache.objects(workload.resources)
+        with as_the_cli_runs():
+            await found.pass_once()  # the operator's first pass: nothing to send
         for kind in KINDS:
-            for path, changes in (("kept", kept_changes), ("cli", cli_changes)):
+            for path, changes in (("pass", kept_changes), ("kept", kept_changes),
+                                  ("cli", cli_changes)):
                 latencies: list[float] = []
                 sends: list[float] = []
                 for _ in range(changes):
                     changer.apply(kind)
-                    if path == "kept":
+                    if path == "pass":
+                        with as_the_cli_runs():
+                            latency, send, verbs = await _pass_change(found, emulator)
+                    elif path == "kept":
                         latency, send, verbs = await _change(
                             client, lambda: cache.objects(workload.resources), kept_reader
                         )
@@ -142,6 +173,7 @@ async def run(emulator: EmulatorProcess, workload: Workload, *, kept_changes: in
                 paths[path][kind] = _summary(latencies, sends)
                 all_latencies[path] += latencies
                 all_sends[path] += sends
+    await found.close()
     for path in paths:
         paths[path]["all"] = _summary(all_latencies[path], all_sends[path])
     return {

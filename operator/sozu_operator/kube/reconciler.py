@@ -32,11 +32,17 @@ from sozu_operator.applier import DEFAULT_LANES, apply_steps
 from sozu_operator.kube.api import GROUP, PLURALS, VERSION, KubeApi, KubeApiError
 from sozu_operator.kube.metrics import OperatorMetrics
 from sozu_operator.kube.status import ProxyReport, ResourceOutcome, status_patch
-from sozu_operator.live import LiveReader
+from sozu_operator.live import LiveReader, ReadStats
 from sozu_operator.proxy import requests as rq
 from sozu_operator.proxy.certificates import fingerprint
 from sozu_operator.proxy.model import SocketAddress
-from sozu_operator.reconcile.desired import DesiredBuild, ObjectKey, ResolutionError
+from sozu_operator.reconcile.desired import (
+    BuildCache,
+    DesiredBuild,
+    ObjectKey,
+    ResolutionError,
+)
+from sozu_operator.reconcile.incremental import Baseline
 from sozu_operator.reconcile.pipeline import Reconciliation, reconcile
 from sozu_operator.reconcile.planner import Phase, PlanOptions, Step
 from sozu_operator.reconcile.proxystate import ProxyState
@@ -101,6 +107,7 @@ class PassOutcome:
     deferred_removals: int = 0
     guard_blocked: bool = False
     drift: bool = False
+    send_seconds: float = 0.0  # of the pass, sending the plan to Sōzu
 
 
 @dataclass
@@ -124,6 +131,8 @@ class _Memory:
     plan_hashes: dict[ResourceRef, tuple[tuple[ObjectKey, ...], str]] = field(
         default_factory=dict
     )
+    # ref → what its last outcome was made from (see `Reconciler._report`).
+    outcome_inputs: dict[ResourceRef, tuple[object, ...]] = field(default_factory=dict)
     # ref → (outcome, resourceVersion of the object) whose stored status needed no patch.
     status_current: dict[ResourceRef, tuple[ResourceOutcome, object]] = field(
         default_factory=dict
@@ -325,6 +334,10 @@ class Reconciler:
         # A full read also lists routes no cluster covers; other passes read what moved.
         self._full_read_due = True
         self._last: _LastReconciliation | None = None
+        # Kept across passes so that a change costs what it changes: the objects built for
+        # each resource, and the last clean pass to plan the next one from.
+        self._build_cache = BuildCache()
+        self._baseline: Baseline | None = None
 
     # --- signals from kopf ------------------------------------------------------------------
 
@@ -397,8 +410,7 @@ class Reconciler:
     def _fail(self, message: str) -> None:
         self.last_error = message
         self.metrics.reconcile_errors.inc()
-        self._reader.forget()
-        self._full_read_due = True
+        self._forget_live()
         log.warning("reconcile pass failed, will retry: %s", message)
 
     async def _wait_for_work(self) -> None:
@@ -410,7 +422,7 @@ class Reconciler:
                 {dirty, status}, timeout=self.config.resync, return_when=asyncio.FIRST_COMPLETED
             )
             if not done:  # periodic resync: catches drift Kubernetes never tells us about
-                self._full_read_due = True
+                self.request_full_read()
                 self.dirty.set()
         finally:
             dirty.cancel()
@@ -522,9 +534,26 @@ class Reconciler:
                 log.warning("Sōzu workers changed (%s → %s): re-reading live state",
                             self._memory.worker_pids, pids)
                 self.metrics.sozu_restarts.inc()
-                self._reader.forget()
+                self._forget_live()
                 self.dirty.set()
             self._memory.worker_pids = pids
+
+    def request_full_read(self) -> None:
+        """Have the next pass read Sōzu whole (routes no cluster covers included), as each
+        periodic resync does."""
+        self._full_read_due = True
+
+    @property
+    def read_stats(self) -> ReadStats:
+        """What the last read of Sōzu cost."""
+        return self._reader.last_stats
+
+    def _forget_live(self) -> None:
+        """Sōzu may hold anything now (a failure, a restart): read it whole next time and plan
+        everything."""
+        self._reader.forget()
+        self._full_read_due = True
+        self._baseline = None
 
     async def _sozu(self) -> SozuClient:
         if self._client is None:
@@ -568,13 +597,13 @@ class Reconciler:
         return resolve_service, resolve_secret
 
     def _inputs_digest(
-        self, bodies: Sequence[Mapping[str, Any]], others: Iterable[Mapping[str, Any]]
+        self, by_ref: Mapping[ResourceRef, Mapping[str, Any]], others: Iterable[Mapping[str, Any]]
     ) -> str:
         """What the desired state is made from: each resource's uid and generation (status
         writes move neither), each Secret's and EndpointSlice's resourceVersion."""
         parts = sorted(
-            f"{_ref(b)}:{(b.get('metadata') or {}).get('uid')}"
-            f"@{(b.get('metadata') or {}).get('generation')}" for b in bodies
+            f"{ref}:{(b.get('metadata') or {}).get('uid')}"
+            f"@{(b.get('metadata') or {}).get('generation')}" for ref, b in by_ref.items()
         )
         parts += sorted(
             f"{(s.get('metadata') or {}).get('namespace')}/{(s.get('metadata') or {}).get('name')}"
@@ -593,7 +622,8 @@ class Reconciler:
         client = await self._sozu()
         live = await self._reader.read(client, full=self._full_read_due)
         self._full_read_due = False
-        digest = self._inputs_digest(bodies, (*secrets, *slices))
+        by_ref = {_ref(body): body for body in bodies}
+        digest = self._inputs_digest(by_ref, (*secrets, *slices))
         last = self._last
         reused = last is not None and last.reusable(digest, live)
         if last is not None and reused:
@@ -610,6 +640,8 @@ class Reconciler:
                 resolve_secret=resolve_secret,
                 class_name=self.config.class_name,
                 default_class=self.config.default_class,
+                cache=self._build_cache,
+                baseline=self._baseline,
             )
         outcome = PassOutcome()
         steps: Sequence[Step] = result.plan.steps
@@ -633,12 +665,13 @@ class Reconciler:
         for step in applied.applied:
             self.metrics.requests.labels(rq.verb_name(step.request)).inc()
         outcome.applied = len(applied.applied)
+        outcome.send_seconds = applied.seconds
         touched = self._touched(result, applied.applied)
         if applied.failure is not None:
             for failed in (applied.failure, *applied.more_failures):
                 self.metrics.request_failures.labels(rq.verb_name(failed.step.request)).inc()
             outcome.failed = f"{applied.failure.step.summary}: {applied.failure.message}"
-            self._reader.forget()
+            self._forget_live()
         elif not outcome.guard_blocked and complete:
             self._memory.last_good_digest = digest
             self.metrics.last_success.set_to_current_time()
@@ -655,7 +688,7 @@ class Reconciler:
                 and not applied.applied:
             reported = True  # the same result, already written in full
         elif complete:
-            reported = await self._report(result, bodies, applied_ok=applied_ok,
+            reported = await self._report(result, by_ref, applied_ok=applied_ok,
                                           touched=touched, drift=outcome.drift)
         else:
             # A partial view would report resources whose references are not listed yet as
@@ -664,6 +697,10 @@ class Reconciler:
                      "removal(s) wait, nothing reported", outcome.applied,
                      outcome.deferred_removals)
         self._last = _LastReconciliation(digest, live, result, reported and applied_ok)
+        # The next plan may look only at what moves from here if this pass sent its whole plan
+        # (nothing held back, nothing failed): every object it did not send for was in place.
+        clean = complete and applied_ok and len(applied.applied) == len(result.plan.steps)
+        self._baseline = Baseline(result.desired, live, applied.applied) if clean else None
         self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
         if outcome.failed is None:
             self.last_error = None
@@ -711,15 +748,19 @@ class Reconciler:
     async def _report(
         self,
         result: Reconciliation,
-        bodies: Sequence[Mapping[str, Any]],
+        by_ref: Mapping[ResourceRef, Mapping[str, Any]],
         *,
         applied_ok: bool,
         touched: set[ResourceRef],
         drift: bool,
     ) -> bool:
-        """Writes statuses and Events; False when a write failed (the next pass retries)."""
+        """Writes statuses and Events; False when a write failed (the next pass retries).
+
+        A resource whose inputs to its outcome (generation, verdict, problems, notes, Sōzu
+        objects, programmed generation, last apply) are those of the previous pass keeps its
+        previous outcome object: after a change to one of 10k resources, building every
+        outcome again was most of a pass."""
         build = result.build
-        by_ref = {_ref(body): body for body in bodies}
         accepted = set(build.accepted)
         unresolved = set(build.unresolved)
         ignored = set(build.ignored)
@@ -732,9 +773,11 @@ class Reconciler:
         notes = _by_ref(build.notes)
         counts: dict[tuple[str, str], int] = {}
         outcomes: dict[ResourceRef, ResourceOutcome] = {}
+        previous = self._memory.outcomes
+        signatures = self._memory.outcome_inputs
         now = _now()
-        for ref, body in sorted(by_ref.items()):
-            keys = keys_by_ref.get(ref, [])
+        for ref, body in by_ref.items():
+            keys = tuple(keys_by_ref.get(ref, ()))
             if ref in ignored:
                 counts[(ref.kind, "ignored")] = counts.get((ref.kind, "ignored"), 0) + 1
                 continue
@@ -748,6 +791,15 @@ class Reconciler:
                 self._memory.last_applied[ref] = now
             state = "ready" if is_accepted else "failed"
             counts[(ref.kind, state)] = counts.get((ref.kind, state), 0) + 1
+            inputs = (generation, is_accepted, problems.get(ref, ()), notes.get(ref, ()), keys,
+                      self._memory.programmed.get(ref), self._memory.last_applied.get(ref))
+            kept = previous.get(ref)
+            # Certificates' extra fields follow the clock (days to expiry): always rebuilt.
+            if kept is not None and signatures.get(ref) == inputs \
+                    and ref.kind != "SozuCertificate":
+                outcomes[ref] = kept
+                continue
+            signatures[ref] = inputs
             outcomes[ref] = ResourceOutcome(
                 ref=ref,
                 generation=generation,
@@ -767,6 +819,8 @@ class Reconciler:
             for state in ("ready", "failed", "ignored"):
                 self.metrics.resources.labels(kind, state).set(counts.get((kind, state), 0))
         self._memory.outcomes = outcomes
+        for ref in [r for r in signatures if r not in outcomes]:
+            del signatures[ref]
         written = await self._write_statuses(by_ref)
         posted = await self._post_events(outcomes, drift=drift, touched=touched)
         return written and posted

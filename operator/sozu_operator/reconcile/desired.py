@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, TypeVar
 
 from sozu_operator.proxy import certificates as certs
 from sozu_operator.proxy.model import (
@@ -170,6 +170,34 @@ def split_certificates(pem: str) -> list[str]:
     return [match.group(0) + "\n" for match in _CERTIFICATE_BLOCK.finditer(pem)]
 
 
+T = TypeVar("T")
+
+
+class BuildCache:
+    """The Sōzu objects each resource produced, kept from one build to the next.
+
+    A long-running process hands the builder the same `Parsed` object for a resource that did
+    not change; its clusters, backends and routes are then the very same objects as in the
+    previous build, not equal copies. That saves building them, and lets the planner tell
+    what moved by identity (`reconcile/incremental.py`). An entry is reused only for the same
+    `Parsed` object and equal other inputs (owner, cluster id, resolved endpoints); entries of
+    resources absent from a build are dropped at its end."""
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple[Parsed, object, object]] = {}
+        self._used: dict[int, tuple[Parsed, object, object]] = {}
+
+    def product(self, parsed: Parsed, inputs: object, make: Callable[[], T]) -> T:
+        entry = self._kept.get(id(parsed))
+        if entry is None or entry[0] is not parsed or entry[1] != inputs:
+            entry = (parsed, inputs, make())
+        self._used[id(parsed)] = entry
+        return entry[2]  # type: ignore[return-value]  # stored by this method with this T
+
+    def finish(self) -> None:
+        self._kept, self._used = self._used, {}
+
+
 class _Builder:
     def __init__(
         self,
@@ -180,10 +208,13 @@ class _Builder:
         resolve_service: ServiceResolver | None,
         resolve_secret: SecretResolver | None,
         now: datetime.datetime,
+        cache: BuildCache,
     ) -> None:
+        self.cache = cache
         self.owner = owner
         self.sozu_version = sozu_version
-        self.live_listeners = live_listeners
+        # A plain set: one membership test per route, 50k of them per build.
+        self.live_listeners = None if live_listeners is None else set(live_listeners)
         self.resolve_service = resolve_service
         self.resolve_secret = resolve_secret
         self.now = now
@@ -255,33 +286,12 @@ class _Builder:
                 f"precedence ({_PRECEDENCE})",
             )
             return
-        cluster = Cluster(
-            cluster_id=sozu_id,
-            sticky_session=spec.sticky_session,
-            https_redirect=spec.https_redirect,
-            proxy_protocol=spec.proxy_protocol,
-            load_balancing=spec.load_balancing,
-            answer_503=spec.answer_503,
-            load_metric=spec.load_metric,
-            http2=spec.http2,
-            answers=spec.answers,
-            https_redirect_port=spec.https_redirect_port,
-            authorized_hashes=spec.authorized_hashes,
-            www_authenticate=spec.www_authenticate,
-            max_connections_per_ip=spec.max_connections_per_ip,
-            retry_after=spec.retry_after,
+        cluster, built = self.cache.product(
+            parsed, (sozu_id, tuple(backends)), lambda: _cluster_objects(sozu_id, spec, backends)
         )
         self.clusters.append(cluster)
         self.sources[("cluster", sozu_id)] = ref
-        for item in backends:
-            backend = Backend(
-                cluster_id=sozu_id,
-                backend_id=item.backend_id,
-                address=item.address,
-                sticky_id=item.sticky_id,
-                weight=item.weight,
-                backup=item.backup,
-            )
+        for backend in built:
             self.backends.append(backend)
             self.sources[("backend", backend.identity)] = ref
         self.cluster_ids[(ref.namespace, ref.name)] = sozu_id
@@ -335,9 +345,11 @@ class _Builder:
             ok = False
         if not ok or sozu_id is None:
             return
-        tags = ownership.frontend_tags(self.owner, ref.namespaced_name, spec.tags)
-        if spec.protocol is ListenerType.TCP:
-            tcp = TcpFrontend(cluster_id=sozu_id, address=spec.address, tags=tags)
+        route = self.cache.product(
+            parsed, (self.owner, sozu_id), lambda: _route(self.owner, ref, spec, sozu_id)
+        )
+        if isinstance(route, TcpFrontend):
+            tcp = route
             taken = self.claim(ref, [("tcp", spec.address)])
             if taken is not None:
                 self.fail(
@@ -351,26 +363,9 @@ class _Builder:
             self.sources[("tcp_frontend", tcp)] = ref
             self.accepted.append(ref)
             return
-        path = spec.path or PathRule()
-        http = HttpFrontend(
-            address=spec.address,
-            hostname=spec.hostname or "",
-            path=PathRule(path.kind, path.value),
-            cluster_id=sozu_id,
-            method=spec.method,
-            position=spec.position,
-            tags=tags,
-            redirect=spec.redirect,
-            required_auth=spec.required_auth,
-            redirect_scheme=spec.redirect_scheme,
-            redirect_template=spec.redirect_template,
-            rewrite_host=spec.rewrite_host,
-            rewrite_path=spec.rewrite_path,
-            rewrite_port=spec.rewrite_port,
-            headers=spec.headers,
-        )
+        http = route
         https = spec.protocol is ListenerType.HTTPS
-        key = http.key  # formats the address: once, not once per use
+        key = http.key
         taken = self.claim(ref, [(spec.protocol, key)])
         if taken is not None:
             self.fail(
@@ -423,24 +418,18 @@ class _Builder:
             return
         material, where = found
         from_secret = where == "spec.secretRef"
-        blocks = split_certificates(material.certificate)
-        if not blocks:
-            self.fail(ref, where, "contains no PEM CERTIFICATE block")
+        # Splitting and parsing PEM and keys is the costly part, and a pure function of the
+        # material: kept from build to build while the material stays the same.
+        version = self.sozu_version
+        read = self.cache.product(
+            parsed, (material, version), lambda: _read_material(material, version)
+        )
+        if isinstance(read, _Unreadable):
+            path = where if read.part == "certificate" or from_secret else "spec.key"
+            named = from_secret and read.parsed  # the parser's words, about the Secret's file
+            self.fail(ref, path, f"tls.crt: {read.message}" if named else read.message)
             return
-        leaf = blocks[0]
-        chain = [*blocks[1:]]
-        for entry in material.chain:
-            chain.extend(split_certificates(entry))
-        try:
-            certs.load_certificate(leaf)
-        except certs.CertificateError as error:
-            self.fail(ref, where, f"tls.crt: {error}" if from_secret else str(error))
-            return
-        try:
-            facts = certs.inspect(leaf, material.key, sozu_version=self.sozu_version)
-        except certs.CertificateError as error:
-            self.fail(ref, where if from_secret else "spec.key", str(error))
-            return
+        leaf, chain, facts = read
         for moment in (facts.not_before, facts.not_after):
             if moment >= self.now and (self.valid_until is None or moment < self.valid_until):
                 self.valid_until = moment
@@ -556,6 +545,93 @@ class _Builder:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Unreadable:
+    part: Literal["certificate", "key"]  # what the message is about
+    message: str
+    parsed: bool  # a parser's message (shown with the Secret's file name), not ours
+
+
+def _read_material(
+    material: TlsMaterial, sozu_version: int
+) -> tuple[str, tuple[str, ...], certs.CertificateFacts] | _Unreadable:
+    """The leaf, the chain (one certificate per entry) and the facts of TLS material."""
+    blocks = split_certificates(material.certificate)
+    if not blocks:
+        return _Unreadable("certificate", "contains no PEM CERTIFICATE block", parsed=False)
+    leaf = blocks[0]
+    chain = [*blocks[1:]]
+    for entry in material.chain:
+        chain.extend(split_certificates(entry))
+    try:
+        certs.load_certificate(leaf)
+    except certs.CertificateError as error:
+        return _Unreadable("certificate", str(error), parsed=True)
+    try:
+        facts = certs.inspect(leaf, material.key, sozu_version=sozu_version)
+    except certs.CertificateError as error:
+        return _Unreadable("key", str(error), parsed=False)
+    return leaf, tuple(chain), facts
+
+
+def _cluster_objects(
+    sozu_id: str, spec: ClusterSpec, backends: Sequence[BackendSpec]
+) -> tuple[Cluster, tuple[Backend, ...]]:
+    cluster = Cluster(
+        cluster_id=sozu_id,
+        sticky_session=spec.sticky_session,
+        https_redirect=spec.https_redirect,
+        proxy_protocol=spec.proxy_protocol,
+        load_balancing=spec.load_balancing,
+        answer_503=spec.answer_503,
+        load_metric=spec.load_metric,
+        http2=spec.http2,
+        answers=spec.answers,
+        https_redirect_port=spec.https_redirect_port,
+        authorized_hashes=spec.authorized_hashes,
+        www_authenticate=spec.www_authenticate,
+        max_connections_per_ip=spec.max_connections_per_ip,
+        retry_after=spec.retry_after,
+    )
+    return cluster, tuple(
+        Backend(
+            cluster_id=sozu_id,
+            backend_id=item.backend_id,
+            address=item.address,
+            sticky_id=item.sticky_id,
+            weight=item.weight,
+            backup=item.backup,
+        )
+        for item in backends
+    )
+
+
+def _route(
+    owner: str, ref: ResourceRef, spec: FrontendSpec, sozu_id: str
+) -> HttpFrontend | TcpFrontend:
+    tags = ownership.frontend_tags(owner, ref.namespaced_name, spec.tags)
+    if spec.protocol is ListenerType.TCP:
+        return TcpFrontend(cluster_id=sozu_id, address=spec.address, tags=tags)
+    path = spec.path or PathRule()
+    return HttpFrontend(
+        address=spec.address,
+        hostname=spec.hostname or "",
+        path=PathRule(path.kind, path.value),
+        cluster_id=sozu_id,
+        method=spec.method,
+        position=spec.position,
+        tags=tags,
+        redirect=spec.redirect,
+        required_auth=spec.required_auth,
+        redirect_scheme=spec.redirect_scheme,
+        redirect_template=spec.redirect_template,
+        rewrite_host=spec.rewrite_host,
+        rewrite_path=spec.rewrite_path,
+        rewrite_port=spec.rewrite_port,
+        headers=spec.headers,
+    )
+
+
 def build_desired(
     resources: Iterable[object],
     *,
@@ -567,6 +643,7 @@ def build_desired(
     class_name: str | None = None,
     default_class: bool = False,
     now: datetime.datetime | None = None,
+    cache: BuildCache | None = None,
 ) -> DesiredBuild:
     """The desired state for `owner` from raw resource objects (or already `Parsed` ones).
 
@@ -581,6 +658,7 @@ def build_desired(
         resolve_service=resolve_service,
         resolve_secret=resolve_secret,
         now=now or datetime.datetime.now(datetime.UTC),
+        cache=cache or BuildCache(),
     )
     ignored: list[ResourceRef] = []
     candidates: list[tuple[ResourceRef, object]] = []
@@ -625,6 +703,7 @@ def build_desired(
             elif isinstance(item.spec, FrontendSpec):
                 frontends.append((item, item.spec))
     builder.note_uncovered_hostnames(frontends)
+    builder.cache.finish()
     return builder.result(ignored, meta)
 
 

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sozu_operator.reconcile.desired import (
+    BuildCache,
     DesiredBuild,
     SecretResolver,
     ServiceResolver,
     build_desired,
 )
-from sozu_operator.reconcile.planner import Plan, PlanOptions, plan
+from sozu_operator.reconcile.incremental import Baseline, plan_changes
+from sozu_operator.reconcile.planner import Plan, PlanOptions
 from sozu_operator.reconcile.proxystate import ProxyState
 from sozu_operator.reconcile.retain import FailedResource, Retention, retain_failed
 from sozu_operator.resources.validate import resource_ref
@@ -28,6 +30,8 @@ class Reconciliation:
     build: DesiredBuild
     retention: Retention
     plan: Plan
+    planned_objects: int = 0  # desired and live objects the planner looked at
+    scoped: bool = False  # only what moved since the baseline was planned
 
     @property
     def desired(self) -> ProxyState:
@@ -58,7 +62,11 @@ def reconcile(
     class_name: str | None = None,
     default_class: bool = False,
     now: datetime.datetime | None = None,
+    cache: BuildCache | None = None,
+    baseline: Baseline | None = None,
 ) -> Reconciliation:
+    """A long-running caller keeps `cache` across calls and passes the `baseline` of its last
+    clean pass: the result is the same, computed at the cost of what changed."""
     objects = list(resources)
     build = build_desired(
         objects,
@@ -70,7 +78,10 @@ def reconcile(
         class_name=class_name,
         default_class=default_class,
         now=now,
+        cache=cache,
     )
     retention = retain_failed(build.state, live, _failed_resources(build, objects), owner=owner)
-    the_plan = plan(retention.state, live, owner=owner, options=options or PlanOptions())
-    return Reconciliation(build, retention, the_plan)
+    planned = plan_changes(
+        retention.state, live, owner=owner, options=options or PlanOptions(), baseline=baseline
+    )
+    return Reconciliation(build, retention, planned.plan, planned.objects, planned.scoped)
