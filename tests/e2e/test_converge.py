@@ -28,7 +28,9 @@ from tests.e2e.e2e_support import (
 
 from sozu_operator.emulators.kube import KubeEmulator
 from sozu_operator.emulators.sozu import SozuEmulator
+from sozu_operator.proxy import requests as rq
 from sozu_operator.proxy.model import LoadBalancing
+from sozu_operator.wire import SozuClient
 
 POD = "pod-a"
 WEB = "sozu-operator:default/web"
@@ -217,3 +219,35 @@ async def test_tls_secret_rotation_is_one_replace_certificate(
     assert mutations(sozu) == {"ReplaceCertificate": 1}
     assert live(sozu).certificates
     assert_within_rbac(kube)
+
+
+async def test_resyncs_of_an_unchanged_system_only_read_and_still_repair_drift(
+    crds: Api, kube: KubeEmulator, sozu: SozuEmulator, start_operator: StartOperator
+) -> None:
+    """Each resync reads Sōzu (hash-guided: no cluster queried) and, with nothing moved,
+    neither re-plans nor writes a status; a hand edit in Sōzu is still repaired by the next
+    resync, which shows the reads are not skipped."""
+    api = crds
+    await start_operator(sozu.socket_path, pod=POD, resync=0.3)
+    await api.create(*example_documents())
+    await converged(api, sozu, what="the examples")
+    await asyncio.sleep(1.0)  # the statuses written after programming settle
+    sozu.reset_counts()
+    kube.clear_log()
+    await asyncio.sleep(2.0)  # several resyncs
+    passes = sozu.verb_counts["QueryClustersHashes"]
+    assert passes >= 3, sozu.verb_counts
+    assert mutations(sozu) == {}
+    assert sozu.verb_counts["QueryClusterById"] == 0
+    writes = [r for r in kube.requests if r.method in ("PATCH", "POST", "PUT", "DELETE")]
+    assert writes == [], [(r.method, r.path) for r in writes]
+
+    # Drift: a backend removed behind the operator's back comes back at the next resync.
+    web = next(cid for cid in sozu.state.clusters if cid.endswith("/web"))
+    backend = next(iter(sozu.state.backends[web]))
+    before = live(sozu)
+    async with SozuClient(sozu.socket_path, timeout=5) as client:
+        await client.send(rq.RemoveBackend(web, backend.backend_id, backend.address))
+    assert live(sozu) != before
+    await eventually(lambda: live(sozu) == before, within=5, what="the drift repaired")
+    assert mutations(sozu) == {"RemoveBackend": 1, "AddBackend": 1}

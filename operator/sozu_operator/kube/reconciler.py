@@ -108,6 +108,9 @@ class PassOutcome:
     guard_blocked: bool = False
     drift: bool = False
     send_seconds: float = 0.0  # of the pass, sending the plan to Sōzu
+    reused: bool = False  # the last reconciliation served again: nothing moved
+    scoped: bool = False  # only what moved since the last clean pass was planned
+    planned_objects: int = 0  # desired and live objects the planner looked at
 
 
 @dataclass
@@ -643,7 +646,8 @@ class Reconciler:
                 cache=self._build_cache,
                 baseline=self._baseline,
             )
-        outcome = PassOutcome()
+        outcome = PassOutcome(reused=reused, scoped=result.scoped and not reused,
+                              planned_objects=0 if reused else result.planned_objects)
         steps: Sequence[Step] = result.plan.steps
         complete = indexed or await self._listing_complete((*bodies, *secrets, *slices))
         if not complete:
@@ -701,7 +705,12 @@ class Reconciler:
         # (nothing held back, nothing failed): every object it did not send for was in place.
         clean = complete and applied_ok and len(applied.applied) == len(result.plan.steps)
         self._baseline = Baseline(result.desired, live, applied.applied) if clean else None
-        self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.reconcile_seconds.observe(seconds)
+        log.debug("pass: %.1f ms, %d request(s) sent in %.1f ms, %s", seconds * 1000,
+                  outcome.applied, outcome.send_seconds * 1000,
+                  "nothing moved" if reused else f"{outcome.planned_objects} object(s) planned"
+                  + (" (what moved)" if outcome.scoped else " (everything)"))
         if outcome.failed is None:
             self.last_error = None
         return outcome
