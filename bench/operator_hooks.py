@@ -2,7 +2,7 @@
 (set-up in `bench/operator_run.py`: the bundled Kubernetes API emulator in this process,
 resources POSTed through its API before the operator starts, the operator watching every
 namespace with owner `bench`, `--debounce 0.05 --resync 60 --restart-check 5 --health-port 0
---metrics-port 0`).
+--metrics-port <free port>`). One hook at one size, alone: `main` below.
 
 Each hook gets the same emulator and workload as the CLI measurement next to it, so both read as
 ratios of the same reference. The top-level numbers of each result are the headline (the report
@@ -16,7 +16,10 @@ instead of stopping the whole run.
   time, `ratio` that rate over the raw round-trip rate (`cold_start.raw_round_trips`:
   `ListWorkers` on one connection, the CLI row's reference) measured on the same emulator right
   before and right after (median). Afterwards Sōzu is left exactly as the CLI measurement left
-  it (checked by a re-plan), which the benchmarks that follow rely on.
+  it (checked by a re-plan), which the benchmarks that follow rely on. `details.phases` splits
+  the time at the moment kopf held the initial listing of every watched kind (the operator's
+  `sozu_operator_initial_listing_timestamp_seconds`), and counts the reconcile passes finished
+  when /metrics was read, right after Sōzu was programmed.
 - `single_change`: the operator started on what the CLI programmed (it adopts it: no mutation,
   checked) and in sync, then `CHANGES_PER_KIND` changes of each kind made through the API: a
   backend weight (merge patch of a `SozuCluster`), a route path (`SozuFrontend`), a certificate
@@ -111,6 +114,7 @@ async def _cold_start(emulator: EmulatorProcess, workload: Workload) -> dict[str
                 emulator_cpu = emulator.cpu_seconds() - emulator_cpu
                 memory = memory_kib(operator.pid)
                 verbs = await emulator.verbs()
+                phases = await _phases(operator, timing)
                 warnings = operator.warnings()
             finally:
                 await operator.stop(grace=5.0)
@@ -138,6 +142,7 @@ async def _cold_start(emulator: EmulatorProcess, workload: Workload) -> dict[str
             "seconds_to_first_mutation": timing["first_mutation_seconds"],
             "first_to_last_mutation_seconds": send_seconds,
             "first_to_last_rate": expected / send_seconds if send_seconds > 0 else None,
+            "phases": phases,
             "mutations_seen_by_emulator": timing["mutations"],
             "requests_by_verb": verb_delta(verbs, {}),
             "objects": objects,
@@ -148,6 +153,33 @@ async def _cold_start(emulator: EmulatorProcess, workload: Workload) -> dict[str
             "setup": {"command": operator_command(), "resources": len(workload.resources),
                       "api_create_seconds": load_seconds},
         },
+    }
+
+
+async def _phases(operator: OperatorProcess, timing: dict[str, Any]) -> dict[str, Any]:
+    """Where the cold start went, from the operator's /metrics read right after Sōzu was
+    programmed: seconds from the process start until kopf held the initial listing of every
+    watched kind (start-up, LIST, per-object indexing), and from then until Sōzu was
+    programmed (kopf's first watch events, the complete pass's read, validation, build, plan
+    and sending); the reconcile passes finished when /metrics answered (a pass over a partial
+    listing at start-up, usually; the complete pass goes on writing statuses)."""
+    asked = time.perf_counter()
+    try:
+        samples = await operator.metrics()
+    except Exception as error:  # the figure stands without its breakdown
+        return {"error": f"{type(error).__name__}: {error}"}
+    listed_at = samples.get("sozu_operator_initial_listing_timestamp_seconds", 0.0)
+    listed = listed_at - operator.started_wall if listed_at else None
+    return {
+        "listing_indexed_seconds": listed,
+        "listed_to_programmed_seconds": timing["seconds"] - listed if listed is not None
+        else None,
+        "first_mutation_seconds": timing["first_mutation_seconds"],
+        "passes_finished": samples.get("sozu_operator_reconcile_duration_seconds_count"),
+        "passes_seconds": samples.get("sozu_operator_reconcile_duration_seconds_sum"),
+        "requests_counted": sum(value for name, value in samples.items()
+                                if name.startswith("sozu_operator_requests_total")),
+        "metrics_read_seconds": time.perf_counter() - asked,
     }
 
 
@@ -344,3 +376,50 @@ def _objects_of(resources: Sequence[Resource]) -> dict[str, int]:
         elif item["kind"] == "SozuCertificate":
             counts["certificates"] += len(spec.get("addresses") or [])
     return counts
+
+
+# --- one hook at a chosen size -----------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one hook at one size, without the rest of the benchmarks, and print its result:
+
+        PYTHONPATH=operator .venv/bin/python -m bench.operator_hooks cold_start --frontends 10000
+
+    (`SOZU_BENCH_PROFILE_OPERATOR=/tmp/prof` records the operator with py-spy, as in a full
+    run.) The Sōzu emulator is started for the run; `cold_start` and `single_change` get the
+    same workload as `bench/run.py` builds for that size."""
+    import argparse
+    import json
+
+    from bench.emulator import EmulatorProcess
+    from bench.workload import CertificatePool, Workload, groups_for
+
+    hooks = ("cold_start", "single_change", "resident_memory")
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0] if main.__doc__
+                                     else None)
+    parser.add_argument("hook", choices=hooks)
+    parser.add_argument("--frontends", type=int, default=10_000)
+    args = parser.parse_args(argv)
+    pool = CertificatePool()
+    pool.warm(groups_for(args.frontends))
+    workload = Workload.build(args.frontends, pool)
+    if args.hook == "resident_memory":
+        result = resident_memory(workload.resources)
+    else:
+        measure = cold_start if args.hook == "cold_start" else single_change
+
+        async def run() -> dict[str, Any]:
+            async with EmulatorProcess() as emulator:
+                if args.hook == "single_change":  # it starts from what the CLI programmed
+                    await emulator.reset()
+                    await _leave_as_the_cli_did(emulator, workload)
+                return await measure(emulator, workload)
+
+        result = asyncio.run(run())
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result.get("status") == "measured" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

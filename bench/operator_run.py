@@ -9,7 +9,8 @@ bundled Kubernetes API emulator and the benchmark's Sōzu emulator process.
 - The operator is its own process, with KUBECONFIG pointing at that emulator, watching every
   namespace (`-A`), owner `bench` (the workload's owner, so that it manages exactly what the
   CLI measurement programmed) and `--debounce 0.05 --resync 60 --restart-check 5
-  --health-port 0 --metrics-port 0`. Its log goes to a file, never to stdout (the planning
+  --health-port 0 --metrics-port <free port>` (/metrics is read only when a measurement is
+  over, see `OperatorProcess.metrics`). Its log goes to a file, never to stdout (the planning
   subprocess prints its JSON there).
 - "Sōzu holds it" is read from the Sōzu emulator's control socket (`counts`): the emulator
   counts a request and applies it in the same synchronous step, so a count that moved means
@@ -26,6 +27,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket as sockets
 import sys
 import tempfile
 import time
@@ -57,16 +59,39 @@ GROUP_VERSION = "sozu.io/v1alpha1"
 PROFILE_ENV = "SOZU_BENCH_PROFILE_OPERATOR"
 
 
-def operator_arguments(socket: str) -> list[str]:
+def operator_arguments(socket: str, metrics_port: int | str = 0) -> list[str]:
     return [
         "run", "--socket", socket, "--all-namespaces", "--pod-name", POD, "--owner", OWNER,
         "--debounce", str(DEBOUNCE), "--resync", str(RESYNC),
-        "--restart-check", str(RESTART_CHECK), "--health-port", "0", "--metrics-port", "0",
+        "--restart-check", str(RESTART_CHECK), "--health-port", "0",
+        "--metrics-port", str(metrics_port),
     ]
 
 
 def operator_command(socket: str = "<socket>") -> str:
-    return "python -m sozu_operator " + " ".join(operator_arguments(socket))
+    return "python -m sozu_operator " + " ".join(operator_arguments(socket, "<free port>"))
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the kernel's pick)."""
+    with sockets.socket(sockets.AF_INET, sockets.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def parse_exposition(text: str) -> dict[str, float]:
+    """Samples of a Prometheus text exposition: `name{labels}` → value."""
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            samples[name] = float(value)
+        except ValueError:
+            continue
+    return samples
 
 
 # --- /proc -------------------------------------------------------------------------------------
@@ -131,7 +156,9 @@ class OperatorProcess:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.process: asyncio.subprocess.Process | None = None
-        self.started_at = 0.0
+        self.started_at = 0.0  # time.perf_counter() at the start
+        self.started_wall = 0.0  # time.time() at the start
+        self.metrics_port = free_port()
 
     async def start(self) -> None:
         env = dict(os.environ)
@@ -144,8 +171,10 @@ class OperatorProcess:
         ).rstrip(os.pathsep)
         with self.log_path.open("ab") as log:
             self.started_at = time.perf_counter()
+            self.started_wall = time.time()
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "sozu_operator", *operator_arguments(self.socket),
+                sys.executable, "-m", "sozu_operator",
+                *operator_arguments(self.socket, self.metrics_port),
                 cwd=_REPO, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
             )
@@ -162,6 +191,14 @@ class OperatorProcess:
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
+
+    async def metrics(self) -> dict[str, float]:
+        """Its /metrics, parsed (`parse_exposition`). Read once a measurement is over: a busy
+        operator answers late (30 s at most), and a read in the middle would cost it CPU."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        limit = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=limit) as session, session.get(url) as response:
+            return parse_exposition(await response.text())
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -57,6 +57,12 @@ class OperatorMetrics:
             "sozu_operator_last_success_timestamp_seconds",
             "Unix time of the last pass that left Sōzu as desired.", registry=r,
         )
+        self.initial_listing = Gauge(
+            "sozu_operator_initial_listing_timestamp_seconds",
+            "Unix time at which kopf held the initial listing of every watched kind (its first "
+            "watch event; 0 before that). Minus the process start: what listing and indexing "
+            "everything took before the first complete pass could start.", registry=r,
+        )
         self.guard_blocked = Gauge(
             "sozu_operator_guard_blocked",
             "1 while the mass-deletion guard refuses the current plan.", registry=r,

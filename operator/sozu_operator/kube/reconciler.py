@@ -690,7 +690,10 @@ class Reconciler:
         reported = False
         if complete and reused and last is not None and last.reported and applied_ok \
                 and not applied.applied:
-            reported = True  # the same result, already written in full
+            # The same result, already written in full; statuses are still looked at (cheap:
+            # only objects that moved), since status-only events may have been folded into
+            # this pass.
+            reported = await self._write_statuses(by_ref)
         elif complete:
             reported = await self._report(result, by_ref, applied_ok=applied_ok,
                                           touched=touched, drift=outcome.drift)
