@@ -67,6 +67,7 @@ RAW_REQUESTS = 2_000  # per reference measurement (median of 4 batches, as the C
 CHANGES_PER_KIND = 20  # x 3 kinds
 CHANGE_OFFSET = 100_000  # the hook's n-th change is the Changer's (OFFSET + n)-th: fresh values
 TARGET_RSS_MIB = 300.0
+TARGET_RSS_RESOURCES = 10_000  # custom resources
 TARGET_CHANGE_P50_MS = 200.0  # plus the debounce
 TARGET_CHANGE_P99_MS = 1_000.0
 
