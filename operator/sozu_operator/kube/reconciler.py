@@ -209,9 +209,9 @@ def _resource_facts(body: Mapping[str, Any]) -> Indexed:
 
 def _object_facts(body: Mapping[str, Any]) -> Indexed:
     """A Secret or an EndpointSlice feeds it whole: its resourceVersion says which one it is."""
+    ref = _ref(body)
     metadata = body.get("metadata") or {}
-    return Indexed(body, _uid(body), _ref(body),
-                   _share(f"{_ref(body)}@{metadata.get('resourceVersion')}"))
+    return Indexed(body, _uid(body), ref, _share(f"{ref}@{metadata.get('resourceVersion')}"))
 
 
 class IndexedFacts:
