@@ -33,6 +33,7 @@ import yaml
 from sozu_operator.cli import build_parser
 from sozu_operator.cli.run import config_from_args
 from sozu_operator.emulators.kube import KubeEmulator
+from sozu_operator.emulators.kube_api import FaultRule
 from sozu_operator.emulators.sozu import SozuEmulator
 from sozu_operator.kube.operator import Endpoints, run_operator
 from sozu_operator.kube.permissions import flatten
@@ -85,6 +86,19 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def refuse_start_up_listing(kube: KubeEmulator, plural: str) -> FaultRule:
+    """The operator's own paged LIST of `plural` at start-up is answered 503: it then waits
+    for kopf's indexes, as they fill (`Reconciler.bootstrap`). kopf lists without pages, so
+    `slow_kopf_listing` never matches this LIST, nor this rule kopf's."""
+    return kube.fail_next(1, status=503, verb="list", path=rf"/{plural}\?limit=")
+
+
+def slow_kopf_listing(kube: KubeEmulator, plural: str, *, times: int,
+                      seconds: float) -> FaultRule:
+    """kopf's next `times` LISTs of `plural` (unpaged) answer after `seconds`."""
+    return kube.slow_next(times, seconds=seconds, verb="list", path=rf"/{plural}$")
 
 
 def documents(*paths: Path) -> list[Json]:

@@ -3,8 +3,10 @@ resources, TLS Secrets and EndpointSlices of every namespace, including one crea
 operator started, are programmed into Sōzu (read back over its command socket) and reported in
 each resource's status; a deletion in one namespace removes exactly that namespace's objects;
 an operator restarted against the Sōzu it programmed takes over without sending a request,
-also while the API is slow to list one kind (then without logging a refused mass deletion
-either: the removals wait for the listing, nobody asked for them).
+also while the API is slow to list one kind to kopf after the operator's own LIST at
+start-up failed (then without logging a refused mass deletion either: the removals wait for
+the listing, nobody asked for them); when that LIST succeeds, changes made while no operator
+ran are programmed from it, before kopf's listing is in.
 
 Every namespace holds the same names (`app` cluster, route, certificate; `app` Service and
 `app-tls` Secret) with different contents, so that an object taken from the wrong namespace,
@@ -34,6 +36,8 @@ from tests.e2e.e2e_support import (
     OperatorSpec,
     eventually,
     mutations,
+    refuse_start_up_listing,
+    slow_kopf_listing,
 )
 from tests.kube.kube_support import HAVE_KUBECTL, NO_KUBECTL, Kubectl
 
@@ -52,6 +56,7 @@ NEXT_POD = "sozu-1"  # its successor after a rollout
 RESYNC = 1.0
 HTTPS = "0.0.0.0:8443"
 SLOW_LIST = 3.0  # seconds: far longer than the operator's login, startup and first pass
+KOPF_LIST_DELAY = 8.0  # seconds: far longer than the operator's start-up programming
 EARLY = (NS, "team-a", "team-b")  # hold resources before the operator starts
 LATE = "team-c"  # created, with its resources, once the operator runs
 KINDS = ("SozuCluster", "SozuFrontend", "SozuCertificate")
@@ -365,17 +370,19 @@ async def test_restart_during_a_slow_listing_holds_removals_quietly(
     kube: KubeEmulator, sozu: SozuEmulator, start_all_namespaces: StartOperator,
     kubeconfig: Path, workdir: Path,
 ) -> None:
-    """The same restart while the API is slow to list SozuClusters (every namespace's): the
-    first pass plans from an index without clusters, i.e. without almost everything Sōzu
-    serves. Nothing may be removed, and nothing may be reported as a refused mass deletion:
-    nobody asked for one, the view is merely incomplete."""
+    """The same restart while the API is slow to list SozuClusters (every namespace's) to
+    kopf, after the operator's own paged LIST at start-up failed: the first pass plans from an
+    index without clusters, i.e. without almost everything Sōzu serves. Nothing may be
+    removed, and nothing may be reported as a refused mass deletion: nobody asked for one, the
+    view is merely incomplete."""
     kubectl = Kubectl(kubeconfig, workdir / "kubectl-cache")
     tenants = await programmed_then_stopped(kubectl, sozu, start_all_namespaces)
     sozu.reset_counts()
-    slow = kube.slow_next(2, seconds=SLOW_LIST, verb="list", path=r"/sozuclusters(\?|$)")
+    refused = refuse_start_up_listing(kube, "sozuclusters")
+    slow = slow_kopf_listing(kube, "sozuclusters", times=1, seconds=SLOW_LIST)
     second = await start_all_namespaces(sozu.socket_path, pod=NEXT_POD)
     started = time.monotonic()
-    await eventually(lambda: slow.remaining < 2, within=10, what="the slowed LIST to start")
+    await eventually(lambda: slow.remaining == 0, within=10, what="the slowed LIST to start")
     await eventually(lambda: sozu.verb_counts["QueryCertificatesFromTheState"] >= 1,
                      within=10, what="a pass reading Sōzu while the LIST is slow")
     assert time.monotonic() - started < SLOW_LIST - 0.5, "the machine is too slow to tell"
@@ -385,7 +392,61 @@ async def test_restart_during_a_slow_listing_holds_removals_quietly(
     assert mutations(sozu) == {}
     assert served_facts(await served(sozu)) == expected(tenants)
     assert log_lines(second, "not every watched kind is listed yet"), "no partial pass seen"
+    assert refused.remaining == 0
+    assert log_lines(second, "cannot list the watched objects at start-up"), second.log_tail()
     assert second.alive
     assert log_lines(second, "mass-deletion guard refused the plan") == []
     assert log_lines(second, " ERROR ") == [], second.log_tail()
 
+
+
+async def test_restart_programs_from_its_own_listing_before_kopf_lists(
+    kube: KubeEmulator, sozu: SozuEmulator, start_all_namespaces: StartOperator,
+    kubeconfig: Path, workdir: Path,
+) -> None:
+    """While no operator ran, one namespace's resources were deleted and another namespace
+    came with its own. The next operator programs both changes (removals included: a LIST of
+    every kind is a complete view) from its own paged LIST at start-up, before kopf's listing,
+    slowed here, is in, and repairs a Sōzu restarted meanwhile from it; statuses follow kopf's
+    listing."""
+    kubectl = Kubectl(kubeconfig, workdir / "kubectl-cache")
+    tenants = await programmed_then_stopped(kubectl, sozu, start_all_namespaces)
+    gone, late = tenants[1], Tenant.make(LATE, len(EARLY) + 1)
+    await kubectl("delete", "sozufrontends,sozuclusters,sozucertificates", "--all",
+                  "-n", gone.namespace)
+    await create_tenants(kubectl, [late])
+    wanted = expected([*tenants, late]) - gone.facts()
+    sozu.reset_counts()
+    slow = slow_kopf_listing(kube, "sozufrontends", times=1, seconds=KOPF_LIST_DELAY)
+
+    second = await start_all_namespaces(sozu.socket_path, pod=NEXT_POD)
+    started = time.monotonic()
+    await serves_exactly(sozu, wanted, what="the changes made while no operator ran")
+    assert slow.fired, "kopf's LIST was not slowed"
+    elapsed = time.monotonic() - started
+    assert elapsed < KOPF_LIST_DELAY - 1, \
+        f"programmed {elapsed:.1f} s after the start, not before kopf's slowed listing"
+    items = await sozu_resources(kubectl)
+    assert [i for i in items if NEXT_POD in ((i.get("status") or {}).get("proxies") or {})] \
+        == [], "a status written before kopf listed everything"
+    assert mutations(sozu) == {"AddCluster": 1, "AddBackend": 2, "AddHttpFrontend": 1,
+                               "AddCertificate": 1, "RemoveHttpFrontend": 1,
+                               "RemoveBackend": 2, "RemoveCluster": 1,
+                               "RemoveCertificate": 1}, mutations(sozu)
+    assert log_lines(second, "programmed Sōzu from a LIST"), second.log_tail()
+
+    # Sōzu restarts, empty, before kopf's listing is in: repaired from the operator's own.
+    await sozu.restart(to="boot")
+    await serves_exactly(sozu, wanted, what="the repair from the operator's own listing")
+    elapsed = time.monotonic() - started
+    assert elapsed < KOPF_LIST_DELAY - 0.5, \
+        f"repaired {elapsed:.1f} s after the start, not before kopf's slowed listing"
+
+    remaining = [t for t in [*tenants, late] if t is not gone]
+    await statuses_report(kubectl, remaining, what="statuses, after kopf's listing", pod=NEXT_POD)
+    sozu.reset_counts()
+    await asyncio.sleep(2.5 * RESYNC)
+    assert mutations(sozu) == {}
+    assert served_facts(await served(sozu)) == wanted
+    assert log_lines(second, " ERROR ") == [], second.log_tail()
+    assert second.alive

@@ -13,6 +13,7 @@ import stat
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -422,9 +423,15 @@ async def test_control_socket(socket_path: Path) -> None:
         assert await control(control_path, {"fail_nth_mutation": {"n": 1, "message": "x"}}) == {
             "ok": True
         }
+        assert (await control(control_path, {"counts": {}}))["last_mutation_answered"] is None
+        sent = time.monotonic()
         assert (await exchange(client, rq.AddCluster(Cluster("a")))).message == "0: x, 1: x"
+        answered = time.monotonic()
 
         counts = await control(control_path, {"counts": {}})
+        stamp = counts.pop("last_mutation_answered")
+        assert isinstance(stamp, float)
+        assert sent <= stamp <= answered
         assert counts == {
             "ok": True,
             "verbs": {"AddCluster": 1},

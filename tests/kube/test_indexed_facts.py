@@ -1,4 +1,5 @@
-"""What a pass reads off kopf's index: kept per object identity, digested as a multiset."""
+"""What a pass reads off kopf's index: kept per object identity, digested as a multiset;
+resources validated once per version."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import sys
 from typing import Any
 
 from sozu_operator.kube.operator import _shared_strings, _slim
-from sozu_operator.kube.reconciler import IndexedFacts, Snapshot, _object_facts, _resource_facts
+from sozu_operator.kube.reconciler import (
+    IndexedFacts,
+    Snapshot,
+    ValidatedResources,
+    _object_facts,
+    _resource_facts,
+)
+from sozu_operator.resources.models import Parsed
 
 
 def _body(name: str, generation: int, uid: str | None = None) -> dict[str, Any]:
@@ -94,3 +102,52 @@ def test_slim_keeps_what_the_reconciler_reads() -> None:
     assert slim["status"] == body["status"]
     assert "managedFields" not in slim["metadata"]
     assert slim["metadata"]["generation"] == 3
+
+
+def _route(name: str, generation: int, path: str = "/") -> dict[str, Any]:
+    return {
+        "apiVersion": "sozu.io/v1alpha1",
+        "kind": "SozuFrontend",
+        "metadata": {"name": name, "namespace": "web", "uid": f"uid-{name}",
+                     "generation": generation, "resourceVersion": str(10 * generation)},
+        "spec": {"cluster": "api", "protocol": "HTTP", "address": "0.0.0.0:8080",
+                 "hostname": f"{name}.example.com", "path": {"kind": "PREFIX", "value": path}},
+    }
+
+
+def test_resources_are_validated_once_per_version_and_forgotten_once_gone() -> None:
+    validated = ValidatedResources(sozu_version=2)
+    a, b = _route("a", 1), _route("b", 1)
+    first = validated.objects([a, b])
+    assert all(isinstance(item, Parsed) for item in first)
+    assert validated.validated_last == 2
+
+    # The very same objects, then an equal copy of one (kopf's index handed over a new body
+    # of the same generation, as after the operator's own listing): nothing validated again.
+    assert validated.objects([a, b]) == first
+    assert validated.objects([a, b])[0] is first[0]
+    copied = validated.objects([copy.deepcopy(a), b])
+    assert copied[0] is first[0]
+    assert validated.validated_last == 0
+    # A status write moves the resourceVersion, not the generation: nothing to validate.
+    written = copy.deepcopy(b)
+    written["metadata"]["resourceVersion"] = "11"
+    written["status"] = {"conditions": []}
+    assert validated.objects([a, written])[1] is first[1]
+    assert validated.validated_last == 0
+
+    # A new generation is validated; an invalid one is handed over as its body.
+    moved = _route("a", 2, path="/v2/")
+    broken = _route("b", 2)
+    del broken["spec"]["address"]
+    found = validated.objects([moved, broken])
+    assert validated.validated_last == 2
+    assert isinstance(found[0], Parsed)
+    assert found[0] != first[0]
+    assert found[1] is broken
+
+    # Gone objects are forgotten: the first version of "a", back under a new identity, is
+    # validated again (nothing is kept for objects no index holds).
+    validated.objects([moved])
+    validated.objects([copy.deepcopy(a)])
+    assert validated.validated_last == 1

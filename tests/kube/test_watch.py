@@ -448,6 +448,34 @@ async def test_pagination(http: aiohttp.ClientSession) -> None:
     assert seen == [f"c{index}" for index in range(5)]
 
 
+async def test_pagination_across_namespaces(http: aiohttp.ClientSession) -> None:
+    """Pages of every namespace, and of one among others, in (namespace, name) order, with
+    the exact count of what remains."""
+    for namespace in ("a", "b", "c"):
+        await call(http, "POST", "/api/v1/namespaces", {"metadata": {"name": namespace}},
+                   expect=201)
+        for index in range(3):
+            await call(http, "POST", f"/api/v1/namespaces/{namespace}/configmaps",
+                       {"metadata": {"name": f"m{index}"}}, expect=201)
+
+    async def pages(path: str, total: int) -> list[str]:
+        seen: list[str] = []
+        token = ""
+        while True:
+            params = {"limit": "2", **({"continue": token} if token else {})}
+            page = await call(http, "GET", path, **params)
+            seen += [f"{i['metadata']['namespace']}/{i['metadata']['name']}"
+                     for i in page["items"]]
+            token = page["metadata"].get("continue", "")
+            if not token:
+                return seen
+            assert page["metadata"]["remainingItemCount"] == total - len(seen)
+
+    everything = [f"{ns}/m{index}" for ns in ("a", "b", "c") for index in range(3)]
+    assert await pages("/api/v1/configmaps", 9) == everything
+    assert await pages("/api/v1/namespaces/b/configmaps", 3) == ["b/m0", "b/m1", "b/m2"]
+
+
 # --- built-ins, discovery, tables ----------------------------------------------------------------
 
 

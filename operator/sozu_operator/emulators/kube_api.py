@@ -23,6 +23,7 @@ import base64
 import contextlib
 import copy
 import datetime
+import itertools
 import json
 import logging
 import random
@@ -761,31 +762,33 @@ class KubeApi(kmock.KubernetesEmulator):
     def _list(self, ctx: _Context) -> aiohttp.web.Response:
         as_kind = _accept_as(ctx.raw.headers.get("Accept", ""))
         labels, fields, allowed = self._selectors(ctx)
-        items = [self._present(ctx, o) for o in self.store.list_objects(ctx.rt, ctx.namespace)
-                 if labels_match(labels, o) and fields_match(fields, o, allowed)]
         list_rv = self.store.rv
+        start: tuple[str, str] | None = None
         token = ctx.params.get("continue")
         if token:
             try:
                 state = json.loads(base64.urlsafe_b64decode(token.encode()))
-                list_rv, start = int(state["rv"]), tuple(state["start"])
-            except (ValueError, KeyError, TypeError) as error:
+                list_rv, start = int(state["rv"]), (str(state["start"][0]), str(state["start"][1]))
+            except (ValueError, KeyError, TypeError, IndexError) as error:
                 raise bad_request(f"continue key is not valid: {error}") from error
             if list_rv < self.store.compacted:
                 raise ApiError(410, "Expired", "The provided continue parameter is too old to "
                                                "display a consistent list result.")
-            items = [o for o in items if (_meta(o).get("namespace") or "",
-                                          _meta(o).get("name")) > start]
+        selected = (self._present(ctx, o)
+                    for o in self.store.iter_objects(ctx.rt, ctx.namespace, after=start)
+                    if labels_match(labels, o) and fields_match(fields, o, allowed))
         limit = int(ctx.params.get("limit") or 0)
+        items = list(itertools.islice(selected, limit + 1) if limit > 0 else selected)
         next_token = None
-        remaining = 0
+        remaining = None
         if limit > 0 and len(items) > limit:
-            remaining = len(items) - limit
             items = items[:limit]
             last = _meta(items[-1])
+            after = (last.get("namespace") or "", str(last.get("name")))
             next_token = base64.urlsafe_b64encode(json.dumps(
-                {"rv": list_rv, "start": [last.get("namespace") or "", last.get("name")]}
-            ).encode()).decode()
+                {"rv": list_rv, "start": list(after)}).encode()).decode()
+            if not labels and not fields:  # as the API server: exact only without selectors
+                remaining = self.store.count_objects(ctx.rt, ctx.namespace, after=after)
         if as_kind == "Table":
             return self._json(render_table(
                 items, self._columns(ctx), resource_version=str(list_rv),
@@ -794,7 +797,8 @@ class KubeApi(kmock.KubernetesEmulator):
         metadata: JsonObj = {"resourceVersion": str(list_rv)}
         if next_token:
             metadata["continue"] = next_token
-            metadata["remainingItemCount"] = remaining
+            if remaining is not None:
+                metadata["remainingItemCount"] = remaining
         if as_kind == "PartialObjectMetadata":
             return self._json({"kind": "PartialObjectMetadataList",
                                "apiVersion": "meta.k8s.io/v1", "metadata": metadata,

@@ -46,6 +46,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,6 +252,9 @@ class SozuEmulator:
         self._initial_state = initial_state
 
         self.verb_counts: collections.Counter[str] = collections.Counter()
+        # time.monotonic() (one clock for every process of the machine) when the last answer
+        # to a mutation was written: a benchmark times a change without polling hard.
+        self.last_mutation_answered: float | None = None
         # Requests read per connection, by `_Connection.serial`.
         self.requests_by_connection: collections.Counter[int] = collections.Counter()
         self._connection_serial = 0
@@ -534,6 +538,8 @@ class SozuEmulator:
         for response in responses:
             if not await self._send(connection, response):
                 return
+        if isinstance(item.request, rq.MUTATIONS):
+            self.last_mutation_answered = time.monotonic()
 
     async def _send(self, connection: _Connection, response: Response) -> bool:
         if connection.closed:
@@ -844,6 +850,7 @@ class SozuEmulator:
                     "ok": True,
                     "verbs": dict(self.verb_counts),
                     "request_counts": dict(self.state.request_counts),
+                    "last_mutation_answered": self.last_mutation_answered,
                 }
             case "reset_counts":
                 self.reset_counts()

@@ -1,8 +1,9 @@
-"""The few Kubernetes API writes the operator makes itself: status patches and Events.
+"""The few Kubernetes API calls the operator makes itself: status patches, Events, LISTs.
 
-kopf does the watching; these two writes go through this small aiohttp client so that the
-operator controls exactly what is sent (one merge patch per changed status, one Event per new
-problem) with the same credentials kopf logged in with.
+kopf does the watching; the rest goes through this small aiohttp client so that the operator
+controls exactly what is sent (one merge patch per changed status, one Event per new problem,
+paged LISTs: at start-up, and to find deletions a watch never reported), with the same
+credentials kopf logs in with.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import kopf
 from sozu_operator.resources.models import ResourceRef
 
 GROUP, VERSION = "sozu.io", "v1alpha1"
+LIST_PAGE = 2_000  # objects per page of a LIST
+_JSON = "application/json"
+_METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1," \
+                 "application/json"
 PLURALS = {
     "SozuCluster": "sozuclusters",
     "SozuFrontend": "sozufrontends",
@@ -116,6 +121,27 @@ class KubeApi:
                 raise KubeApiError(response.status, text[:500])
             return response.status
 
+    async def list_objects(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        *,
+        namespace: str | None,
+        field_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every object a LIST returns now, whole, each with its `kind` and `apiVersion` (the
+        items of a built-in List leave them out)."""
+        found: list[dict[str, Any]] = []
+        async for kind, items in self._pages(group, version, plural, namespace=namespace,
+                                             field_selector=field_selector, accept=_JSON):
+            api_version = f"{group}/{version}" if group else version
+            for item in items:
+                item.setdefault("kind", kind)
+                item.setdefault("apiVersion", api_version)
+                found.append(item)
+        return found
+
     async def list_uids(
         self,
         group: str,
@@ -126,22 +152,45 @@ class KubeApi:
         field_selector: str | None = None,
     ) -> set[str]:
         """The uids of the objects a LIST returns now (metadata only: no Secret data)."""
-        base = f"/apis/{group}/{version}" if group else f"/api/{version}"
-        path = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
-        params = {"fieldSelector": field_selector} if field_selector else {}
-        accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1," \
-                 "application/json"
-        async with _no_answer_is_an_error(), self._session.get(
-            self._server + path, params=params, headers={"Accept": accept}
-        ) as response:
-            if response.status >= 400:
-                raise KubeApiError(response.status, (await response.text())[:500])
-            body = await response.json()
         return {
             uid
-            for item in body.get("items") or []
+            async for _, items in self._pages(group, version, plural, namespace=namespace,
+                                              field_selector=field_selector,
+                                              accept=_METADATA_ONLY)
+            for item in items
             if isinstance(uid := (item.get("metadata") or {}).get("uid"), str)
         }
+
+    async def _pages(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        *,
+        namespace: str | None,
+        field_selector: str | None,
+        accept: str,
+    ) -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+        """A LIST, page by page (so that no answer holds 50k objects at once): the kind of
+        its items and the items."""
+        base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        path = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
+        params = {"limit": str(LIST_PAGE)}
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        while True:
+            async with _no_answer_is_an_error(), self._session.get(
+                self._server + path, params=params, headers={"Accept": accept}
+            ) as response:
+                if response.status >= 400:
+                    raise KubeApiError(response.status, (await response.text())[:500])
+                body = await response.json()
+            kind = str(body.get("kind") or "").removesuffix("List")
+            yield kind, body.get("items") or []
+            token = (body.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            params["continue"] = token
 
     async def patch_status(self, ref: ResourceRef, patch: Mapping[str, Any]) -> bool:
         """Merge-patch `/status`; False if the object is gone (404)."""

@@ -10,11 +10,12 @@ reconciler's single loop.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +89,14 @@ class _AggregateToggleSet(aiotoggles.ToggleSet):
     ~N² wake-ups (12k objects: minutes of CPU, 60k: hours, before the first event). Waiters on
     the set only wait for its aggregate (`is_on() == state`), which only these two methods and
     `Toggle.turn_to` (still notifying on every change) can move, so skipping the notification
-    when the aggregate did not move wakes nobody who could proceed."""
+    when the aggregate did not move wakes nobody who could proceed.
+
+    The set of listings (kopf's only `ToggleSet(all)`) also tells when it turns on: see
+    `_ON_INDEXED`."""
+
+    def __init__(self, fn: Callable[[Iterable[bool]], bool]) -> None:
+        super().__init__(fn)
+        self._on_indexed = _ON_INDEXED.get()
 
     async def make_toggle(self, __val: bool = False, *,
                           name: str | None = None) -> aiotoggles.Toggle:
@@ -109,6 +117,15 @@ class _AggregateToggleSet(aiotoggles.ToggleSet):
             self._toggles.difference_update(toggles)
             if self.is_on() != before:
                 self._condition.notify_all()
+                if self.is_on() and self._fn is all and self._on_indexed is not None:
+                    self._on_indexed()
+
+
+# What to call when every index holds its initial listing: the moment kopf's `ToggleSet(all)`
+# of listings turns on, the only sign of it when there is nothing to list (no event comes).
+# A context variable, so that each operator of a process (tests run several) gets its own.
+_ON_INDEXED: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "on_indexed", default=None)
 
 
 def _install_aggregate_toggle_sets() -> None:
@@ -153,22 +170,43 @@ def _values(index: Any) -> list[Mapping[str, Any]]:
     return [value for store in index.values() for value in store]
 
 
+def _log_in(reconciler: Reconciler, settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+    """In-cluster service account first, then kubeconfig; the reconciler's own client logs in
+    with the same credentials as kopf."""
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+    if info is not None and reconciler.api is None:
+        reconciler.api = KubeApi(info, user_agent=f"sozu-operator/{__version__}")
+    return info
+
+
+async def _program_before_kopf(reconciler: Reconciler) -> None:
+    """Sōzu programmed from one LIST before kopf lists and indexes everything on its own (see
+    `Reconciler.bootstrap`); any failure leaves it to the usual first passes."""
+    try:
+        _log_in(reconciler, kopf.OperatorSettings())
+    except kopf.LoginError as error:
+        log.warning("cannot log in before kopf starts (%s): Sōzu is programmed once kopf has "
+                    "listed everything", error)
+        return
+    await reconciler.bootstrap()
+
+
 def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     indexes: dict[str, Any] = {}
-    listed = False
 
-    def first_event() -> None:
-        """kopf calls no event handler before every index holds its initial listing: the first
-        call marks the end of it (logged once, and a metric)."""
-        nonlocal listed
-        if listed:
-            return
-        listed = True
+    def all_listed() -> None:
+        """Every index holds its initial listing (logged, and a metric): from now on the
+        indexes are a complete view, even when there was nothing to list."""
         reconciler.metrics.initial_listing.set_to_current_time()
         objects = sum(len(store) for index in indexes.values() for store in index.values())
         log.info("kopf holds the initial listing of every watched kind: %d indexed object(s)",
                  objects)
+        reconciler.indexes_listed()
+
+    _ON_INDEXED.set(all_listed)
 
     for kind, plural in _CUSTOM:
         def make(kind: str, plural: str) -> None:
@@ -178,7 +216,6 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
 
             @kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"{plural}_event")
             async def event(type: str | None, body: kopf.Body, **_: Any) -> None:
-                first_event()
                 reconciler.observe(kind, type, body)
 
         make(kind, plural)
@@ -191,7 +228,6 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
 
     @kopf.on.event("v1", "secrets", registry=registry, id="secrets_event")
     async def secret_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        first_event()
         if body.get("type") == "kubernetes.io/tls":
             reconciler.observe("Secret", type, body)
 
@@ -203,7 +239,6 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
     @kopf.on.event("discovery.k8s.io", "v1", "endpointslices", registry=registry,
                    id="endpointslices_event")
     async def slice_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        first_event()
         reconciler.observe("EndpointSlice", type, body)
 
     @kopf.on.startup(registry=registry)
@@ -228,15 +263,8 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
         memo["reconcile_task"] = asyncio.create_task(reconciler.run(), name="reconcile")
 
     @kopf.on.login(registry=registry)
-    async def login(
-        logger: Any, settings: kopf.OperatorSettings, **_: Any
-    ) -> kopf.ConnectionInfo | None:
-        info = kopf.login_with_service_account(
-            logger=logger, settings=settings
-        ) or kopf.login_with_kubeconfig(logger=logger, settings=settings)
-        if info is not None and reconciler.api is None:
-            reconciler.api = KubeApi(info, user_agent=f"sozu-operator/{__version__}")
-        return info
+    async def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+        return _log_in(reconciler, settings)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -323,6 +351,7 @@ async def run_operator(
         "all namespaces" if clusterwide else ", ".join(namespaces),
     )
     try:
+        await _program_before_kopf(reconciler)
         await kopf.operator(
             registry=registry,
             standalone=True,

@@ -109,6 +109,7 @@ class PassOutcome:
     guard_blocked: bool = False
     drift: bool = False
     send_seconds: float = 0.0  # of the pass, sending the plan to Sōzu
+    programmed_seconds: float = 0.0  # from the start of the pass until its plan was sent
     reused: bool = False  # the last reconciliation served again: nothing moved
     scoped: bool = False  # only what moved since the last clean pass was planned
     planned_objects: int = 0  # desired and live objects the planner looked at
@@ -347,12 +348,15 @@ class ValidatedResources:
 
     Validation (`parse_resource`: the CRD schema through jsonschema, then every rule) ran on
     every resource at every pass: most of a pass's CPU at 10k resources, for a change to one.
-    Here a resource is validated again only when its kind, name, uid or resourceVersion (which
-    moves with any change to the object) differ, and the pipeline gets the kept `Parsed`, the
-    very result validating the body gives (validation is a pure function of the body). Handed
-    over as bodies instead: invalid resources (the builder reports them from the body) and
-    SozuClusters that set `spec.clusterId` (retention reads that from the body when the
-    cluster fails)."""
+    Here a resource is validated again only when what validation reads may have moved: its
+    apiVersion, kind, name, uid, creation time or generation (which the API server moves with
+    every change to the spec, and only then: a status write moves the resourceVersion alone,
+    and validating all 10k resources again after the first pass wrote their statuses took a
+    second). Without a generation, the resourceVersion stands in. The pipeline gets the kept
+    `Parsed`, the very result validating the body gives (validation is a pure function of
+    those parts of the body). Handed over as bodies instead: invalid resources (the builder
+    reports them from the body) and SozuClusters that set `spec.clusterId` (retention reads
+    that from the body when the cluster fails)."""
 
     def __init__(self, sozu_version: int) -> None:
         self.sozu_version = sozu_version
@@ -361,47 +365,56 @@ class ValidatedResources:
         # what was handed over for it, without reading it again.
         self._by_body: dict[int, tuple[Mapping[str, Any], tuple[object, ...] | None, object]] = {}
         self.validated_last = 0  # resources validated by the last `objects` call
+        self.validated = 0  # in all
 
     def objects(self, bodies: Iterable[Mapping[str, Any]]) -> list[object]:
-        kept: dict[tuple[object, ...], Parsed | None] = {}
+        previous = self._by_body
         by_body: dict[int, tuple[Mapping[str, Any], tuple[object, ...] | None, object]] = {}
         found: list[object] = []
-        validated = 0
+        looked_up: set[tuple[object, ...]] = set()
+        validated_before = self.validated
         for body in bodies:
-            same = self._by_body.get(id(body))
-            if same is not None and same[0] is body:
-                by_body[id(body)] = same
+            same = previous.get(id(body))
+            if same is None or same[0] is not body:
+                same = self._handed(body)
                 if same[1] is not None:
-                    kept[same[1]] = self._kept[same[1]]
-                found.append(same[2])
-                continue
-            metadata = body.get("metadata") or {}
-            version = metadata.get("resourceVersion")
-            spec = body.get("spec")
-            if version is None or (
-                body.get("kind") == "SozuCluster"
-                and isinstance(spec, Mapping)
-                and spec.get("clusterId") is not None
-            ):
-                by_body[id(body)] = (body, None, body)
-                found.append(body)
-                continue
-            key = (body.get("apiVersion"), body.get("kind"), metadata.get("namespace"),
-                   metadata.get("name"), metadata.get("uid"), version)
-            if key in self._kept:
-                parsed = self._kept[key]
-            else:
-                validated += 1
-                result = parse_resource(body, sozu_version=self.sozu_version)
-                parsed = result if isinstance(result, Parsed) else None
-            kept[key] = parsed
-            handed = body if parsed is None else parsed
-            by_body[id(body)] = (body, key, handed)
-            found.append(handed)
-        self._kept = kept
+                    looked_up.add(same[1])
+            by_body[id(body)] = same
+            found.append(same[2])
+        # Unchanged objects cost one lookup above; only those gone since are looked at here.
+        for gone in previous.keys() - by_body.keys():
+            key = previous[gone][1]
+            if key is not None and key not in looked_up:
+                self._kept.pop(key, None)
         self._by_body = by_body
-        self.validated_last = validated
+        self.validated_last = self.validated - validated_before
         return found
+
+    def _handed(
+        self, body: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], tuple[object, ...] | None, object]:
+        """(body, its version key or None, what the pipeline gets for it)."""
+        metadata = body.get("metadata") or {}
+        generation = metadata.get("generation")
+        version = (("generation", generation) if isinstance(generation, int)
+                   else metadata.get("resourceVersion"))
+        spec = body.get("spec")
+        if version is None or (
+            body.get("kind") == "SozuCluster"
+            and isinstance(spec, Mapping)
+            and spec.get("clusterId") is not None
+        ):
+            return body, None, body
+        key = (body.get("apiVersion"), body.get("kind"), metadata.get("namespace"),
+               metadata.get("name"), metadata.get("uid"), metadata.get("creationTimestamp"),
+               version)
+        if key in self._kept:
+            parsed = self._kept[key]
+        else:
+            self.validated += 1
+            result = parse_resource(body, sozu_version=self.sozu_version)
+            parsed = self._kept[key] = result if isinstance(result, Parsed) else None
+        return body, key, body if parsed is None else parsed
 
 
 class Reconciler:
@@ -433,6 +446,7 @@ class Reconciler:
         self._secret_facts = IndexedFacts(_object_facts)
         self._slice_facts = IndexedFacts(_object_facts)
         self._client: SozuClient | None = None
+        self._own_listing: Inputs | None = None  # see `bootstrap`
         # A full read also lists routes no cluster covers; other passes read what moved.
         self._full_read_due = True
         self._last: _LastReconciliation | None = None
@@ -469,11 +483,19 @@ class Reconciler:
         else:
             self.status_dirty.set()
 
+    def indexes_listed(self) -> None:
+        """kopf's indexes hold their initial listing, whether or not any event follows (with
+        nothing to list, none does): passes may plan from them, removals included."""
+        if not self.indexed.is_set():
+            self.indexed.set()
+            self.dirty.set()
+
     # --- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
         backoff = 0.5
-        self.dirty.set()
+        if not self.ready:  # else `bootstrap` programmed Sōzu: kopf's listing starts a pass
+            self.dirty.set()
         # Beside the loop, so that neither waits for the other: a LIST of 10k objects before a
         # pass delayed the change that woke it by as much.
         watchers = [asyncio.create_task(self._watch_restarts()),
@@ -620,12 +642,14 @@ class Reconciler:
         self.indexed.set()
         return True
 
-    def _snapshot(self) -> Snapshot:
-        """The indexes' contents, without the objects known to be deleted."""
+    def _snapshot(self, inputs: Inputs | None = None) -> Snapshot:
+        """The indexes' contents (or those of `inputs`), without the objects known to be
+        deleted."""
+        inputs = inputs or self.inputs
         deleted = self._memory.deleted
-        return Snapshot(self._resource_facts.of(self.inputs.resources(), deleted),
-                        self._secret_facts.of(self.inputs.secrets(), deleted),
-                        self._slice_facts.of(self.inputs.endpoint_slices(), deleted))
+        return Snapshot(self._resource_facts.of(inputs.resources(), deleted),
+                        self._secret_facts.of(inputs.secrets(), deleted),
+                        self._slice_facts.of(inputs.endpoint_slices(), deleted))
 
     async def _watch_restarts(self) -> None:
         """A cheap look at Sōzu's workers every few seconds: new worker pids mean Sōzu (or its
@@ -704,20 +728,82 @@ class Reconciler:
 
         return resolve_service, resolve_secret
 
+    async def bootstrap(self) -> bool:
+        """Program Sōzu from one paged LIST of everything watched, before kopf starts.
+
+        kopf indexes its initial listing one object at a time (about 0.3 ms each: 18 s at 60k
+        objects) and calls no handler before it holds all of it, so a restarted proxy would
+        serve nothing, or part, for that long. A LIST of every watched kind is as complete a
+        view as the indexes once listed: one pass over it programs Sōzu, removals included
+        (behind the same guard), and makes the proxy ready. It stands in for kopf's indexes
+        until they hold their listing (a Sōzu restart meanwhile is repaired from it), and
+        statuses wait for them: the first pass over them finds Sōzu in place and writes them.
+        Returns whether Sōzu was programmed; after any failure the operator goes on the usual
+        way."""
+        if self.api is None:
+            return False
+        scopes = self._scopes()
+        if not self.clusterwide and len(scopes) < len(self.namespaces):
+            log.info("namespace patterns cannot be listed directly: Sōzu is programmed once "
+                     "kopf has listed everything")
+            return False
+        started = time.perf_counter()
+        try:
+            listed = {plural: await self._list_bodies(group, version, plural, selector, scopes)
+                      for group, version, plural, selector in WATCHED}
+        except KubeApiError as error:
+            log.warning("cannot list the watched objects at start-up (%s): Sōzu is programmed "
+                        "once kopf has listed everything", error)
+            return False
+        listed_seconds = time.perf_counter() - started
+        secrets = [body for body in listed["secrets"] if body.get("type") == "kubernetes.io/tls"]
+        self._own_listing = Inputs(
+            resources=lambda: [body for kind in KINDS for body in listed[PLURALS[kind]]],
+            secrets=lambda: secrets,
+            endpoint_slices=lambda: listed["endpointslices"],
+        )
+        try:
+            outcome = await self.pass_once()
+        except (SozuError, OSError) as error:
+            self._fail(f"Sōzu at {self.config.socket}: {error}")
+            return False
+        if outcome.failed is not None:
+            self._fail(outcome.failed)
+            return False
+        log.info("programmed Sōzu from a LIST of %d object(s): listed in %.1f s, %d request(s) "
+                 "sent after %.1f s more; statuses follow kopf's listing",
+                 sum(len(bodies) for bodies in listed.values()), listed_seconds,
+                 outcome.applied, time.perf_counter() - started - listed_seconds)
+        return self.ready
+
+    async def _list_bodies(self, group: str, version: str, plural: str, selector: str | None,
+                           scopes: Sequence[str | None]) -> list[dict[str, Any]]:
+        assert self.api is not None
+        return [body for namespace in scopes
+                for body in await self.api.list_objects(group, version, plural,
+                                                        namespace=namespace,
+                                                        field_selector=selector)]
+
     async def pass_once(self) -> PassOutcome:
         started = time.perf_counter()
         # Whether the snapshot holds the complete listing is known only from before it is
         # taken: the listing may complete while this pass reads Sōzu, but the plan is made
         # from the snapshot.
         indexed = self.indexed.is_set()
-        snapshot = self._snapshot()
+        # Until kopf holds its listing, the operator's own (complete, if older) stands in for
+        # it; passes over it write no status (they come with kopf's listing).
+        own = None if indexed else self._own_listing
+        if indexed:
+            self._own_listing = None
+        report = own is None
+        indexed = indexed or own is not None
+        snapshot = self._snapshot(own or self.inputs)
         bodies = [entry.body for entry in snapshot.resources]
         secrets = [entry.body for entry in snapshot.secrets]
         slices = [entry.body for entry in snapshot.endpoint_slices]
         client = await self._sozu()
         live = await self._reader.read(client, full=self._full_read_due)
         self._full_read_due = False
-        by_ref = snapshot.by_ref()
         digest = snapshot.digest()
         last = self._last
         reused = last is not None and last.reusable(digest, live)
@@ -762,6 +848,7 @@ class Reconciler:
             self.metrics.requests.labels(rq.verb_name(step.request)).inc()
         outcome.applied = len(applied.applied)
         outcome.send_seconds = applied.seconds
+        outcome.programmed_seconds = time.perf_counter() - started
         touched = self._touched(result, applied.applied)
         if applied.failure is not None:
             for failed in (applied.failure, *applied.more_failures):
@@ -780,16 +867,17 @@ class Reconciler:
             self.ready = True
         applied_ok = applied.failure is None and not outcome.guard_blocked
         reported = False
-        if complete and reused and last is not None and last.reported and applied_ok \
-                and not applied.applied:
+        by_ref = snapshot.by_ref() if complete and report else {}  # made after "programmed"
+        if complete and report and reused and last is not None and last.reported \
+                and applied_ok and not applied.applied:
             # The same result, already written in full; statuses are still looked at (cheap:
             # only objects that moved), since status-only events may have been folded into
             # this pass.
             reported = await self._write_statuses(by_ref)
-        elif complete:
+        elif complete and report:
             reported = await self._report(result, by_ref, applied_ok=applied_ok,
                                           touched=touched, drift=outcome.drift)
-        else:
+        elif not complete:
             # A partial view would report resources whose references are not listed yet as
             # Invalid (status and Warning Events): nothing is reported until it is complete.
             log.info("not every watched kind is listed yet: applied %d addition(s), %d "

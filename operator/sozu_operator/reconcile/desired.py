@@ -171,6 +171,7 @@ def split_certificates(pem: str) -> list[str]:
 
 
 T = TypeVar("T")
+S = TypeVar("S", ClusterSpec, FrontendSpec, CertificateSpec)
 
 
 class BuildCache:
@@ -224,6 +225,7 @@ class _Builder:
         self.sources: dict[ObjectKey, ResourceRef] = {}
         self.claims: dict[Identity, ResourceRef] = {}
         self.accepted: list[ResourceRef] = []
+        self.accepted_https: list[tuple[ResourceRef, FrontendSpec]] = []  # routes to cover
         self.unresolved: list[ResourceRef] = []
         self.clusters: list[Cluster] = []
         self.backends: list[Backend] = []
@@ -378,6 +380,7 @@ class _Builder:
         if https:
             self.https_frontends.append(http)
             self.sources[("https_frontend", key)] = ref
+            self.accepted_https.append((ref, spec))
         else:
             self.http_frontends.append(http)
             self.sources[("http_frontend", key)] = ref
@@ -496,12 +499,11 @@ class _Builder:
         self.facts[ref] = served_facts
         self.accepted.append(ref)
 
-    def note_uncovered_hostnames(self, frontends: Iterable[tuple[Parsed, FrontendSpec]]) -> None:
+    def note_uncovered_hostnames(self) -> None:
         """An HTTPS route whose hostname no desired certificate serves gets a note (not an
         error: the certificate may come from Sōzu's own configuration)."""
         if any(ref.kind == sch.CERTIFICATE_KIND for ref in self.unresolved):
             return  # a certificate we could not read may well cover it
-        accepted = set(self.accepted)
         # One index per address: checking each route against every certificate there was
         # O(routes x certificates), minutes at 50k routes and 500 certificates.
         served = {
@@ -509,13 +511,11 @@ class _Builder:
             for address, listed in self.served.items()
         }
         nothing = certs.NameIndex(())
-        for parsed, spec in frontends:
-            if spec.protocol is not ListenerType.HTTPS or parsed.ref not in accepted:
-                continue
+        for ref, spec in self.accepted_https:
             hostname = spec.hostname or ""
             if not served.get(spec.address, nothing).covers(hostname):
                 self.note(
-                    parsed.ref,
+                    ref,
                     "spec.hostname",
                     f"no SozuCertificate serves {hostname!r} on {spec.address}",
                 )
@@ -688,21 +688,25 @@ def build_desired(
             _remember_cluster_failure(builder, ref)
 
     parsed.sort(key=_precedence)
+    # Clusters first (frontends need them), then frontends, then certificates; each stage in
+    # order of precedence.
+    clusters: list[tuple[Parsed, ClusterSpec]] = []
     frontends: list[tuple[Parsed, FrontendSpec]] = []
-    # Clusters first (frontends need them), then frontends, then certificates.
-    for stage in (ClusterSpec, FrontendSpec, CertificateSpec):
-        for item in parsed:
-            if not isinstance(item.spec, stage):
-                continue
-            try:
-                _add(builder, item)
-            except Exception as error:  # isolation: one resource never breaks a batch
-                builder.fail(item.ref, "", f"{INTERNAL_ERROR}: {type(error).__name__}: {error}")
-            if isinstance(item.spec, ClusterSpec):
-                _remember_cluster_failure(builder, item.ref)
-            elif isinstance(item.spec, FrontendSpec):
-                frontends.append((item, item.spec))
-    builder.note_uncovered_hostnames(frontends)
+    certificates: list[tuple[Parsed, CertificateSpec]] = []
+    for item in parsed:
+        match item.spec:
+            case ClusterSpec() as cluster:
+                clusters.append((item, cluster))
+            case FrontendSpec() as frontend:
+                frontends.append((item, frontend))
+            case CertificateSpec() as certificate:
+                certificates.append((item, certificate))
+    _add_each(builder, clusters, builder.add_cluster)
+    for item, _ in clusters:
+        _remember_cluster_failure(builder, item.ref)
+    _add_each(builder, frontends, builder.add_frontend)
+    _add_each(builder, certificates, builder.add_certificate)
+    builder.note_uncovered_hostnames()
     builder.cache.finish()
     return builder.result(ignored, meta)
 
@@ -714,14 +718,13 @@ def _parse(obj: object, sozu_version: int) -> Parsed | Invalid:
     return parse_resource(obj, sozu_version=sozu_version)
 
 
-def _add(builder: _Builder, item: Parsed) -> None:
-    match item.spec:
-        case ClusterSpec():
-            builder.add_cluster(item, item.spec)
-        case FrontendSpec():
-            builder.add_frontend(item, item.spec)
-        case CertificateSpec():
-            builder.add_certificate(item, item.spec)
+def _add_each(builder: _Builder, items: Iterable[tuple[Parsed, S]],
+              add: Callable[[Parsed, S], None]) -> None:
+    for item, spec in items:
+        try:
+            add(item, spec)
+        except Exception as error:  # isolation: one resource never breaks a batch
+            builder.fail(item.ref, "", f"{INTERNAL_ERROR}: {type(error).__name__}: {error}")
 
 
 def _remember_cluster_failure(builder: _Builder, ref: ResourceRef) -> None:
