@@ -13,7 +13,7 @@ import contextlib
 import datetime
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -129,17 +129,18 @@ class KubeApi:
         *,
         namespace: str | None,
         field_selector: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Every object a LIST returns now, whole, each with its `kind` and `apiVersion` (the
-        items of a built-in List leave them out)."""
-        found: list[dict[str, Any]] = []
+        keep: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda item: item,
+    ) -> list[Mapping[str, Any]]:
+        """Every object a LIST returns now, each with its `kind` and `apiVersion` (the items of
+        a built-in List leave them out), as `keep` makes it as soon as its page is read."""
+        found: list[Mapping[str, Any]] = []
         async for kind, items in self._pages(group, version, plural, namespace=namespace,
                                              field_selector=field_selector, accept=_JSON):
             api_version = f"{group}/{version}" if group else version
             for item in items:
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", api_version)
-                found.append(item)
+                found.append(keep(item))
         return found
 
     async def list_uids(

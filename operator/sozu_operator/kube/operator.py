@@ -57,6 +57,18 @@ def _slim(body: Mapping[str, Any], *, keep: Iterable[str],
     return slim
 
 
+def _index_value(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the operator keeps of a watched object, in kopf's indexes and in its own listing
+    at start-up alike."""
+    match body.get("kind"):
+        case "Secret":
+            return _slim(body, keep=("type", "data"))
+        case "EndpointSlice":
+            return _slim(body, keep=("ports", "endpoints", "addressType"))
+        case _:
+            return _slim(body, keep=(), shared=("spec", "status"))
+
+
 _SHORT = 64  # characters: names, keys, reasons, timestamps; never key material or PEM
 
 
@@ -190,7 +202,7 @@ async def _program_before_kopf(reconciler: Reconciler) -> None:
         log.warning("cannot log in before kopf starts (%s): Sōzu is programmed once kopf has "
                     "listed everything", error)
         return
-    await reconciler.bootstrap()
+    await reconciler.bootstrap(keep=_index_value)
 
 
 def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
@@ -212,7 +224,7 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
         def make(kind: str, plural: str) -> None:
             @kopf.index(GROUP, VERSION, plural, registry=registry, id=f"{plural}_index")
             async def index(body: kopf.Body, **_: Any) -> dict[Any, Any]:
-                return {kind: _slim(body, keep=(), shared=("spec", "status"))}
+                return {kind: _index_value(body)}
 
             @kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"{plural}_event")
             async def event(type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -224,7 +236,7 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
     async def secrets(body: kopf.Body, **_: Any) -> dict[Any, Any]:
         if body.get("type") != "kubernetes.io/tls":
             return {}
-        return {"Secret": _slim(body, keep=("type", "data"))}
+        return {"Secret": _index_value(body)}
 
     @kopf.on.event("v1", "secrets", registry=registry, id="secrets_event")
     async def secret_event(type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -234,7 +246,7 @@ def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
     @kopf.index("discovery.k8s.io", "v1", "endpointslices", registry=registry,
                 id="endpointslices_index")
     async def slices(body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {"EndpointSlice": _slim(body, keep=("ports", "endpoints", "addressType"))}
+        return {"EndpointSlice": _index_value(body)}
 
     @kopf.on.event("discovery.k8s.io", "v1", "endpointslices", registry=registry,
                    id="endpointslices_event")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import datetime
 import hashlib
 import logging
@@ -164,6 +165,18 @@ class _LastReconciliation:
             and self.live is live
             and (until is None or datetime.datetime.now(datetime.UTC) < until)
         )
+
+
+def release_free_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's `malloc_trim`). CPython frees
+    Python objects into its allocator and the C heap, which keep freed memory for reuse: after
+    a one-off peak the process's resident memory would stay at the peak. Without glibc (musl,
+    macOS), nothing happens."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):  # not glibc
+        return
+    trim(0)
 
 
 def _now() -> str:
@@ -728,7 +741,9 @@ class Reconciler:
 
         return resolve_service, resolve_secret
 
-    async def bootstrap(self) -> bool:
+    async def bootstrap(
+        self, keep: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda body: body
+    ) -> bool:
         """Program Sōzu from one paged LIST of everything watched, before kopf starts.
 
         kopf indexes its initial listing one object at a time (about 0.3 ms each: 18 s at 60k
@@ -738,8 +753,9 @@ class Reconciler:
         (behind the same guard), and makes the proxy ready. It stands in for kopf's indexes
         until they hold their listing (a Sōzu restart meanwhile is repaired from it), and
         statuses wait for them: the first pass over them finds Sōzu in place and writes them.
-        Returns whether Sōzu was programmed; after any failure the operator goes on the usual
-        way."""
+        `keep` makes of each listed object what an index would keep of it (page by page, so
+        that whole objects never pile up). Returns whether Sōzu was programmed; after any
+        failure the operator goes on the usual way."""
         if self.api is None:
             return False
         scopes = self._scopes()
@@ -749,7 +765,8 @@ class Reconciler:
             return False
         started = time.perf_counter()
         try:
-            listed = {plural: await self._list_bodies(group, version, plural, selector, scopes)
+            listed = {plural: await self._list_bodies(group, version, plural, selector, scopes,
+                                                      keep)
                       for group, version, plural, selector in WATCHED}
         except KubeApiError as error:
             log.warning("cannot list the watched objects at start-up (%s): Sōzu is programmed "
@@ -777,12 +794,14 @@ class Reconciler:
         return self.ready
 
     async def _list_bodies(self, group: str, version: str, plural: str, selector: str | None,
-                           scopes: Sequence[str | None]) -> list[dict[str, Any]]:
+                           scopes: Sequence[str | None],
+                           keep: Callable[[Mapping[str, Any]], Mapping[str, Any]]
+                           ) -> list[Mapping[str, Any]]:
         assert self.api is not None
         return [body for namespace in scopes
                 for body in await self.api.list_objects(group, version, plural,
                                                         namespace=namespace,
-                                                        field_selector=selector)]
+                                                        field_selector=selector, keep=keep)]
 
     async def pass_once(self) -> PassOutcome:
         started = time.perf_counter()
@@ -793,6 +812,7 @@ class Reconciler:
         # Until kopf holds its listing, the operator's own (complete, if older) stands in for
         # it; passes over it write no status (they come with kopf's listing).
         own = None if indexed else self._own_listing
+        handed_over = indexed and self._own_listing is not None
         if indexed:
             self._own_listing = None
         report = own is None
@@ -896,6 +916,10 @@ class Reconciler:
                   + (" (what moved)" if outcome.scoped else " (everything)"))
         if outcome.failed is None:
             self.last_error = None
+        if handed_over:
+            # The start-up listing, and all that was made from it alone, is garbage now: its
+            # freed heap goes back to the system (about 30 MiB at 12k resources).
+            release_free_heap()
         return outcome
 
     def _touched(self, result: Reconciliation, steps: Iterable[Step]) -> set[ResourceRef]:
