@@ -10,7 +10,8 @@ and peak traced memory (`tracemalloc`, in a separate pass: tracing slows everyth
 - plan no-op: desired state against the same state served (the resync's plan);
 - plan one change: one backend weight changed;
 - the three plans again with the collector's first threshold raised (`gc.set_threshold(50_000,
-  20, 100)`), which a process can do at start.
+  20, 100)`), as every `sozu-operator` command sets it at start: the figure the summary judges
+  against the target (the default thresholds' figure stands next to it).
 
 Reference: Sōzu's own `ConfigState::diff` (the count model in `reconcile/upstream_diff.py`)
 run on the same pairs of states: a plain diff that neither orders, checks ownership nor

@@ -361,10 +361,12 @@ def _summary(results: Json) -> list[str]:
         p = big[key]
         rows.append([
             "4", f"plan ({label}), {_n(big['clusters'])} clusters / {_size(sizes[-1])} frontends",
-            f"{p['cpu']:.2f} s CPU ({p['gc']:.2f} s GC; {p['cpu_gc_relaxed']:.2f} s with GC "
-            f"threshold raised), peak {_mib(p['peak_bytes'])}",
+            f"{p['cpu_gc_relaxed']:.2f} s CPU as `sozu-operator` runs (GC threshold raised at "
+            f"start); {p['cpu']:.2f} s with Python's default GC thresholds ({p['gc']:.2f} s "
+            f"of it in GC); peak {_mib(p['peak_bytes'])}",
             f"{p['reference_cpu']:.2f} s, peak {_mib(p['reference_peak_bytes'])} "
-            "(upstream diff)", _ratio(p["ratio"]), "< 1 s CPU", _met(p["cpu"] < 1.0),
+            "(upstream diff)", _ratio(p["ratio"]), "< 1 s CPU",
+            _met(p["cpu_gc_relaxed"] < 1.0),
         ])
     memory = _nearest(results, 10_000)["planning"]["operator_resident_memory"]
     rows.append(["4", "operator resident memory, 10k-frontend workload",
@@ -503,11 +505,11 @@ def _planning_section(results: Json) -> list[str]:
                 f"{q['cpu_gc_relaxed']:.3f} s",
                 f"{q['reference_cpu']:.3f} s", _ratio(q["ratio"]), _mib(q["peak_bytes"]),
                 _mib(q["reference_peak_bytes"]),
-                _met(q["cpu"] < 1.0) if size == results["sizes"][-1] else "—",
+                _met(q["cpu_gc_relaxed"] < 1.0) if size == results["sizes"][-1] else "—",
             ])
     lines += _table(["frontends", "plan", "steps", "CPU", "of which GC", "CPU, GC threshold "
-                     "50k", "upstream diff CPU", "ratio", "peak", "upstream peak", "< 1 s?"],
-                    rows)
+                     "50k (as `sozu-operator` runs)", "upstream diff CPU", "ratio", "peak",
+                     "upstream peak", "< 1 s? (as it runs)"], rows)
     rows = []
     for size in results["sizes"]:
         p = results["per_size"][str(size)]["planning"]
