@@ -152,6 +152,37 @@ async def test_empty_namespace_is_a_complete_listing(
     assert not owned(sozu).clusters
 
 
+async def test_an_empty_listing_by_kopf_replaces_the_start_up_listing(
+    crds: Api, kube: KubeEmulator, sozu: SozuEmulator, start_operator: StartOperator
+) -> None:
+    """The operator programs Sōzu from its own LIST at start-up; every resource is deleted
+    before kopf's LISTs (slowed) answer, so kopf lists nothing and no event ever comes. kopf
+    still says its indexes hold their listing, which replaces the start-up one: what Sōzu
+    served for the deleted resources goes at once, not at the next resync (60 s here)."""
+    api = crds
+    await by_hand(sozu, *foreign("manual", "manual.localhost", 7000))
+    static = unowned(sozu)
+    documents = [*example_documents(), *many_frontends(4)]
+    await api.create(*documents)
+    slowed = [slow_kopf_listing(kube, plural, times=1, seconds=SLOW_LIST)
+              for plural in ("sozuclusters", "sozufrontends", "sozucertificates")]
+    operator = await start_operator(sozu.socket_path, process=True, resync=60.0, extra=FORCE)
+    await eventually(lambda: bool(owned(sozu).http_frontends), within=10,
+                     what="Sōzu programmed from the start-up listing")
+    programmed = time.monotonic()  # kopf starts after: its LISTs answer 3 s later at least
+    for kind in ("SozuFrontend", "SozuCertificate", "SozuCluster"):
+        await api.delete_all(kind)
+    assert time.monotonic() - programmed < SLOW_LIST - 1, "the machine is too slow to tell"
+    await eventually(lambda: all(rule.remaining == 0 for rule in slowed), within=10,
+                     what="kopf's slowed LISTs")
+    await eventually(lambda: not owned(sozu).clusters and not owned(sozu).http_frontends,
+                     within=SLOW_LIST + 5, what="the deleted resources' objects to go")
+    assert unowned(sozu) == static
+    assert "kopf holds the initial listing of every watched kind: 0 indexed object(s)" \
+        in operator.log_tail(400)
+    assert operator.alive
+
+
 async def test_mass_deletion_is_held_then_forced(
     crds: Api, sozu: SozuEmulator, start_operator: StartOperator
 ) -> None:

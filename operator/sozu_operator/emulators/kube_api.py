@@ -823,7 +823,10 @@ class KubeApi(kmock.KubernetesEmulator):
         response = aiohttp.web.StreamResponse(status=200)
         response.headers["Content-Type"] = _JSON
         response.headers["Cache-Control"] = "no-cache, private"
-        await response.prepare(ctx.raw)
+        try:
+            await response.prepare(ctx.raw)
+        except ConnectionError:
+            return response  # the client went away before the stream began
         watcher = Watcher(ctx.target, ctx.raw.transport)
         self.watchers.add(watcher)
 
