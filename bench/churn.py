@@ -101,10 +101,10 @@ class Trace:
         elif kind == "weight-shift":
             pods, before = c.pods.get(i, 3), c.weights.get(i) or []
             current = [before[j] if j < len(before) else None for j in range(pods)]
-            weights = current
-            while weights == current:  # a shift always changes something
-                weights = [rnd.randrange(1, 101) for _ in range(pods)]
-            c.weights[i] = weights
+            shifted = current
+            while shifted == current:  # a shift always changes something
+                shifted = [rnd.randrange(1, 101) for _ in range(pods)]
+            c.weights[i] = shifted
             event["cluster"] = i
         elif kind == "cert-rotation":
             group = rnd.randrange(w.groups)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import json
 import resource
@@ -119,8 +120,8 @@ def measure(frontends: int, repeats: int) -> Json:
     for name, (want, have) in pairs.items():
         steps = len(plan(want, have, owner=OWNER).steps)
         upstream = len(upstream_diff(have, want))
-        ours = _cpu(repeats, lambda w=want, h=have: plan(w, h, owner=OWNER))
-        reference = _cpu(repeats, lambda w=want, h=have: upstream_diff(h, w))
+        ours = _cpu(repeats, functools.partial(plan, want, have, owner=OWNER))
+        reference = _cpu(repeats, functools.partial(upstream_diff, have, want))
         result[name] = {
             **ours,
             "steps": steps,
@@ -133,17 +134,15 @@ def measure(frontends: int, repeats: int) -> Json:
     gc.set_threshold(*GC_THRESHOLDS)
     try:
         for name, (want, have) in pairs.items():
-            relaxed = _cpu(repeats, lambda w=want, h=have: plan(w, h, owner=OWNER))
+            relaxed = _cpu(repeats, functools.partial(plan, want, have, owner=OWNER))
             result[name]["cpu_gc_relaxed"] = relaxed["cpu"]
     finally:
         gc.set_threshold(*thresholds)
     # Memory, traced in a second pass.
     result["desired_state_bytes"] = _peak(lambda: build_parsed().state)
     for name, (want, have) in pairs.items():
-        result[name]["peak_bytes"] = _peak(lambda w=want, h=have: plan(w, h, owner=OWNER))
-        result[name]["reference_peak_bytes"] = _peak(
-            lambda w=want, h=have: upstream_diff(h, w)
-        )
+        result[name]["peak_bytes"] = _peak(functools.partial(plan, want, have, owner=OWNER))
+        result[name]["reference_peak_bytes"] = _peak(functools.partial(upstream_diff, have, want))
     result["build_raw"]["peak_bytes"] = _peak(build_raw)
     result["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["target_cpu_seconds"] = TARGET_CPU_SECONDS

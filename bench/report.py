@@ -193,7 +193,7 @@ def _plot_single_change(results: Json, img: Path) -> Path:
     kinds = ["backend", "route", "certificate"]
     fig, ax = plt.subplots(figsize=(7.5, 4))
     width = 0.14
-    series = [
+    series: list[tuple[str, Callable[[str], float], str]] = [
         ("CLI p50", lambda k: r["paths"]["cli"][k]["p50_ms"], "#7f7f7f"),
         ("CLI p99", lambda k: r["paths"]["cli"][k]["p99_ms"], "#bbbbbb"),
         ("kept state p50", lambda k: r["paths"]["kept"][k]["p50_ms"], "#5f8fbf"),
