@@ -451,3 +451,24 @@ async def test_restart_programs_from_its_own_listing_before_kopf_lists(
     assert served_facts(await served(sozu)) == wanted
     assert log_lines(second, " ERROR ") == [], second.log_tail()
     assert second.alive
+
+
+async def test_stopped_during_its_start_up_listing_it_exits_cleanly(
+    kube: KubeEmulator, sozu: SozuEmulator, start_all_namespaces: StartOperator,
+    kubeconfig: Path, workdir: Path,
+) -> None:
+    """SIGTERM while the operator's own LIST at start-up is slow (kopf, which handles the
+    signal once it runs, has not started): the operator stops at once, exit status 0, having
+    sent Sōzu nothing."""
+    kubectl = Kubectl(kubeconfig, workdir / "kubectl-cache")
+    await kubectl("apply", "-f", str(CRDS))
+    await create_tenants(kubectl, [Tenant.make(NS, 1)])
+    slow = kube.slow_next(1, seconds=KOPF_LIST_DELAY, verb="list",
+                          path=r"/sozuclusters\?limit=")
+    operator = await start_all_namespaces(sozu.socket_path)
+    await eventually(lambda: bool(slow.fired), within=10, what="the slowed start-up LIST")
+    asked = time.monotonic()
+    assert await operator.stop(grace=KOPF_LIST_DELAY) == 0, operator.log_tail()
+    assert time.monotonic() - asked < KOPF_LIST_DELAY / 2
+    assert mutations(sozu) == {}
+    assert log_lines(operator, "SIGTERM during start-up: stopping"), operator.log_tail()

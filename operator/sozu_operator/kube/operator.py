@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import signal
 import sys
 import threading
 import time
@@ -193,16 +194,45 @@ def _log_in(reconciler: Reconciler, settings: kopf.OperatorSettings) -> kopf.Con
     return info
 
 
-async def _program_before_kopf(reconciler: Reconciler) -> None:
+async def _program_before_kopf(reconciler: Reconciler) -> bool:
     """Sōzu programmed from one LIST before kopf lists and indexes everything on its own (see
-    `Reconciler.bootstrap`); any failure leaves it to the usual first passes."""
+    `Reconciler.bootstrap`); any failure leaves it to the usual first passes. False when
+    SIGINT or SIGTERM came meanwhile: kopf, which handles them once started, is not yet."""
     try:
         _log_in(reconciler, kopf.OperatorSettings())
     except kopf.LoginError as error:
         log.warning("cannot log in before kopf starts (%s): Sōzu is programmed once kopf has "
                     "listed everything", error)
-        return
-    await reconciler.bootstrap(keep=_index_value)
+        return True
+    loop = asyncio.get_running_loop()
+    start_up = asyncio.create_task(reconciler.bootstrap(keep=_index_value))
+    stopped: list[signal.Signals] = []
+
+    def stop(signum: signal.Signals) -> None:
+        stopped.append(signum)
+        start_up.cancel()
+
+    handled = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop, signum)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            continue
+        handled.append(signum)
+    try:
+        await start_up
+    except asyncio.CancelledError:
+        if not stopped:
+            raise  # the operator itself is being cancelled
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+        if not start_up.done():
+            start_up.cancel()
+    if stopped:
+        log.info("%s during start-up: stopping", stopped[0].name)
+        return False
+    return True
 
 
 def build_registry(reconciler: Reconciler) -> kopf.OperatorRegistry:
@@ -363,7 +393,11 @@ async def run_operator(
         "all namespaces" if clusterwide else ", ".join(namespaces),
     )
     try:
-        await _program_before_kopf(reconciler)
+        if not await _program_before_kopf(reconciler):
+            await reconciler.close()
+            if reconciler.api is not None:
+                await reconciler.api.close()
+            return
         await kopf.operator(
             registry=registry,
             standalone=True,
