@@ -134,9 +134,9 @@ class KubeApi:
         """Every object a LIST returns now, each with its `kind` and `apiVersion` (the items of
         a built-in List leave them out), as `keep` makes it as soon as its page is read."""
         found: list[Mapping[str, Any]] = []
+        api_version = f"{group}/{version}" if group else version
         async for kind, items in self._pages(group, version, plural, namespace=namespace,
                                              field_selector=field_selector, accept=_JSON):
-            api_version = f"{group}/{version}" if group else version
             for item in items:
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", api_version)
