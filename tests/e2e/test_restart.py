@@ -23,6 +23,7 @@ from tests.e2e.e2e_support import (
 )
 
 from sozu_operator.emulators.kube import KubeEmulator
+from sozu_operator.kube.reconciler import DRIFT_EVENTS_PER_PASS
 from sozu_operator.proxy import requests as rq
 
 RESYNC = 2.0
@@ -89,4 +90,49 @@ async def test_restart_is_reprogrammed_and_foreign_objects_survive(
     assert owned(sozu) == programmed
     repaired = [e for e in await api.events() if e["reason"] == "DriftRepaired"]
     assert {e["involvedObject"]["name"] for e in repaired} >= {"web-health", "web"}
+    assert operator.alive
+
+
+async def test_a_restarted_sozu_is_reprogrammed_as_soon_as_it_hangs_up(
+    crds: Api, start_sozu: StartSozu, start_operator: StartOperator
+) -> None:
+    """Sōzu closes every command connection when it restarts: the operator notices at once,
+    with neither the worker check (every 60 s here) nor the resync (60 s) due. Every resource
+    was drift then, but only the first DRIFT_EVENTS_PER_PASS get a DriftRepaired Event."""
+    api = crds
+    sozu = await start_sozu()
+    operator = await start_operator(sozu.socket_path, process=True, resync=60.0,
+                                    restart_check=60.0)
+    routes = [{"apiVersion": "sozu.io/v1alpha1", "kind": "SozuFrontend",
+               "metadata": {"name": f"extra-{n}", "namespace": "default"},
+               "spec": {"cluster": "web", "protocol": "HTTP", "address": "0.0.0.0:8080",
+                        "hostname": f"extra-{n}.localhost"}}
+              for n in range(DRIFT_EVENTS_PER_PASS)]
+    await api.create(*example_documents(), *routes)
+    await converged(api, sozu, within=15, what="the examples to be programmed")
+    programmed = owned(sozu)
+    latencies = []
+    for _ in range(RESTARTS):
+        await sozu.restart(to="boot")
+        started = time.monotonic()
+        assert owned(sozu) != programmed
+        await eventually(lambda: owned(sozu) == programmed or None, within=5,
+                         what="the restarted Sōzu to be re-programmed", interval=0.005)
+        latencies.append(time.monotonic() - started)
+        await converged(api, sozu, what="re-planning after the restart")
+    print("\n" + latency_line("Sōzu restart → re-programmed (worker check and resync 60 s)",
+                              latencies))
+    assert max(latencies) < 2.0, latencies
+
+    async def drift_events() -> list[str]:
+        return [e["involvedObject"]["name"] for e in await api.events()
+                if e["reason"] == "DriftRepaired"]
+
+    async def all_posted() -> bool:  # they follow the programming
+        return len(await drift_events()) >= RESTARTS * DRIFT_EVENTS_PER_PASS
+
+    await eventually(all_posted, within=5, what="the DriftRepaired Events")
+    # The same first ten every time, not one per re-programmed resource.
+    assert len(set(await drift_events())) == DRIFT_EVENTS_PER_PASS, await drift_events()
+    assert "Events were posted for the first 10 only" in operator.log_tail(200)
     assert operator.alive

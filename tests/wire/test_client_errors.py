@@ -347,6 +347,35 @@ async def test_reconnects_after_an_idle_hang_up(socket_path: Path) -> None:
     assert peer.connections == [[RemoveCluster("a")], [RemoveCluster("b")]]
 
 
+async def test_waits_until_sozu_hangs_up_and_then_reconnects(socket_path: Path) -> None:
+    # The operator keeps one idle connection to learn at once that Sōzu's main process stopped.
+    hang_up = asyncio.Event()
+
+    async def hang_up_when_told(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[Request | None]
+    ) -> None:
+        await hang_up.wait()
+
+    async with (
+        serving(socket_path, hang_up_when_told) as peer,
+        SozuClient(socket_path) as client,
+    ):
+        waiting = asyncio.create_task(client.wait_until_hung_up())
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # nothing arrives on an idle connection
+        hang_up.set()
+        async with asyncio.timeout(5):
+            await waiting
+        assert not client.is_connected
+        hang_up.clear()
+        waiting = asyncio.create_task(client.wait_until_hung_up())  # a new connection
+        await asyncio.sleep(0.1)
+        hang_up.set()
+        async with asyncio.timeout(5):
+            await waiting
+    assert len(peer.connections) == 2
+
+
 # --- refused before anything is sent -------------------------------------------------------
 
 

@@ -42,7 +42,8 @@ class OperatorMetrics:
             "(hand edits, Sōzu restarts) and repaired it.", registry=r,
         )
         self.sozu_restarts = Counter(
-            "sozu_operator_sozu_restarts", "Sōzu restarts noticed (new worker processes).",
+            "sozu_operator_sozu_restarts",
+            "Sōzu restarts noticed (its command connection closed, or new worker processes).",
             registry=r,
         )
         self.resources = Gauge(

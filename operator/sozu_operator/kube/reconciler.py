@@ -77,6 +77,11 @@ WATCHED = (
 )
 
 
+# A restarted Sōzu is drift for every resource: one Event each would flood the API server
+# (60k after a restart at 50k routes). Past this many, the log and the metric say it.
+DRIFT_EVENTS_PER_PASS = 10
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     socket: str
@@ -467,6 +472,9 @@ class Reconciler:
         # each resource, and the last clean pass to plan the next one from.
         self._build_cache = BuildCache()
         self._baseline: Baseline | None = None
+        # Counts the times Sōzu was forgotten: a pass during which it moved read a stale Sōzu.
+        self._live_epoch = 0
+        self._sozu_restarted = False  # the next pass skips the debounce
 
     # --- signals from kopf ------------------------------------------------------------------
 
@@ -512,6 +520,7 @@ class Reconciler:
         # Beside the loop, so that neither waits for the other: a LIST of 10k objects before a
         # pass delayed the change that woke it by as much.
         watchers = [asyncio.create_task(self._watch_restarts()),
+                    asyncio.create_task(self._watch_hang_ups()),
                     asyncio.create_task(self._watch_deletions())]
         try:
             while True:
@@ -521,7 +530,9 @@ class Reconciler:
                     self.status_dirty.clear()
                     await self.refresh_status()
                     continue
-                await asyncio.sleep(self.config.debounce)
+                if not self._sozu_restarted:  # else nothing is served: no time to gather
+                    await asyncio.sleep(self.config.debounce)
+                self._sozu_restarted = False
                 self.dirty.clear()
                 self.status_dirty.clear()
                 try:
@@ -683,6 +694,30 @@ class Reconciler:
                 self.dirty.set()
             self._memory.worker_pids = pids
 
+    async def _watch_hang_ups(self) -> None:
+        """Sōzu's main process closes every command connection when it stops (restart, crash,
+        upgrade). An idle connection of our own sees that at once, so a restarted Sōzu, empty
+        or back to its boot state, is re-programmed within a pass, not at the next worker
+        check. Reconnecting reads the new worker pids, for that check to compare with."""
+        watch = (await self._sozu()).sibling()
+        try:
+            while True:
+                try:
+                    workers = await watch.list_workers()
+                    self._memory.worker_pids = tuple(sorted(w.pid for w in workers))
+                    await watch.wait_until_hung_up()
+                except SozuError:  # not up (yet): the worker check and passes report it
+                    await asyncio.sleep(self.config.restart_check)
+                    continue
+                log.warning("Sōzu closed its command connection (restart, upgrade or crash): "
+                            "re-reading live state")
+                self.metrics.sozu_restarts.inc()
+                self._forget_live()
+                self._sozu_restarted = True
+                self.dirty.set()
+        finally:
+            await watch.aclose()
+
     def request_full_read(self) -> None:
         """Have the next pass read Sōzu whole (routes no cluster covers included), as each
         periodic resync does."""
@@ -699,6 +734,7 @@ class Reconciler:
         self._reader.forget()
         self._full_read_due = True
         self._baseline = None
+        self._live_epoch += 1
 
     async def _sozu(self) -> SozuClient:
         if self._client is None:
@@ -822,6 +858,7 @@ class Reconciler:
         secrets = [entry.body for entry in snapshot.secrets]
         slices = [entry.body for entry in snapshot.endpoint_slices]
         client = await self._sozu()
+        epoch = self._live_epoch
         live = await self._reader.read(client, full=self._full_read_due)
         self._full_read_due = False
         digest = snapshot.digest()
@@ -908,6 +945,10 @@ class Reconciler:
         # (nothing held back, nothing failed): every object it did not send for was in place.
         clean = complete and applied_ok and len(applied.applied) == len(result.plan.steps)
         self._baseline = Baseline(result.desired, live, applied.applied) if clean else None
+        if self._live_epoch != epoch:
+            # Sōzu restarted (or a request failed) during the pass: what it read is stale, so
+            # the next pass, already due, must not plan from it.
+            self._forget_live()
         seconds = time.perf_counter() - started
         self.metrics.reconcile_seconds.observe(seconds)
         log.debug("pass: %.1f ms, %d request(s) sent in %.1f ms, %s", seconds * 1000,
@@ -1129,12 +1170,18 @@ class Reconciler:
             posted[ref] = problems
             for text in sorted(new):
                 ok = await self._event(ref, "Warning", "Invalid", text) and ok
-            if drift and ref in touched:
-                ok = await self._event(
-                    ref, "Warning", "DriftRepaired",
-                    f"Sōzu no longer served what {ref} describes (hand edit or restart); "
-                    f"proxy {self.config.pod_name} re-programmed it.",
-                ) and ok
+        if not drift:
+            return ok
+        repaired = sorted(ref for ref in touched if ref in outcomes)
+        for ref in repaired[:DRIFT_EVENTS_PER_PASS]:
+            ok = await self._event(
+                ref, "Warning", "DriftRepaired",
+                f"Sōzu no longer served what {ref} describes (hand edit or restart); "
+                f"proxy {self.config.pod_name} re-programmed it.",
+            ) and ok
+        if len(repaired) > DRIFT_EVENTS_PER_PASS:
+            log.warning("re-programmed %d resources after drift; DriftRepaired Events were "
+                        "posted for the first %d only", len(repaired), DRIFT_EVENTS_PER_PASS)
         return ok
 
     async def _event(self, ref: ResourceRef, type_: str, reason: str, message: str) -> bool:

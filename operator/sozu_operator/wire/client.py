@@ -296,6 +296,20 @@ class SozuClient:
             with contextlib.suppress(OSError):
                 await connection.writer.wait_closed()
 
+    async def wait_until_hung_up(self) -> None:
+        """Open the connection if needed, then wait until Sōzu closes it: its main process
+        stopped (restart, crash, upgrade). Sōzu writes only answers, so on a client that sends
+        nothing else this wait ends only then; the connection is dropped afterwards. Raises
+        SozuConnectError if it cannot be opened."""
+        async with self._lock:
+            connection = await self._ensure_connection()
+            try:
+                await connection.reader.read(1)
+            except OSError:  # a reset is a hang-up too
+                pass
+            finally:
+                self._drop_connection()
+
     # --- the one generic request -----------------------------------------------------------
 
     async def send(
