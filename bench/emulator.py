@@ -2,9 +2,10 @@
 
 A separate process, like a real Sōzu: the client under test and the emulator each get a core
 (the benchmark machine has two), and the emulator's work never shows up in the client's CPU
-time. It is started with `python -m sozu_operator emulator --socket S --control`, reset
-between scenarios through its JSON control socket, and seeded with the listeners Sōzu's own
-configuration file would hold.
+time. It is started with `python -m sozu_operator emulator --socket S --control --state F`,
+where F holds the listeners Sōzu's own configuration file would give: each restart, like a
+real one, boots back to those listeners. It is reset between scenarios through its JSON
+control socket.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Self
 
 from bench.workload import listener_requests
 from sozu_operator.proxy import requests as rq
+from sozu_operator.proxy.statefile import render_state
 from sozu_operator.wire import SozuClient
 
 MUTATING_VERBS = frozenset(cls.__name__ for cls in rq.MUTATIONS)
@@ -47,9 +49,12 @@ class EmulatorProcess:
         env["PYTHONPATH"] = os.pathsep.join(
             [str(_REPO / "operator"), env.get("PYTHONPATH", "")]
         ).rstrip(os.pathsep)
+        boot_state = Path(self._dir.name) / "boot-state.json"
+        boot_state.write_bytes(render_state(listener_requests()))
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "sozu_operator", "emulator",
             "--socket", self.socket, "--control", "--workers", str(self.workers),
+            "--state", str(boot_state),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             env=env,
@@ -94,11 +99,13 @@ class EmulatorProcess:
 
     async def reset(self) -> None:
         """Back to an empty Sōzu with only the configuration file's listeners, counts zeroed."""
-        await self.command("restart", to="empty")
-        async with self.client() as client:
-            for request in listener_requests():
-                await client.send(request)
+        await self.restart()
         await self.command("reset_counts")
+
+    async def restart(self) -> None:
+        """Restart Sōzu's main process: every command connection closed, back to the
+        configuration file's listeners, new worker pids."""
+        await self.command("restart", to="boot")
 
     async def verbs(self) -> dict[str, int]:
         """Requests the emulator received since the last reset, by verb."""

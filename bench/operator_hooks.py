@@ -22,6 +22,12 @@ instead of stopping the whole run.
   `sozu_operator_initial_listing_timestamp_seconds`; None when kopf had not yet listed
   everything when Sōzu was programmed), and counts the reconcile passes finished when /metrics
   was read, right after Sōzu was programmed.
+  Once every status is written and the operator idle, Sōzu is restarted under it
+  (`sozu_restart`): back to its listeners, every command connection closed, as a restart of
+  Sōzu's main process does. Timed from the restart until Sōzu answered the last mutation of
+  the re-programming (the emulator's stamp), which must be exactly the cold start's additions;
+  `ratio` over the same raw round-trip rate. No process starts: the same work as the `apply`
+  row's.
 - `single_change`: the operator started on what the CLI programmed (it adopts it: no mutation,
   checked) and in sync, then `CHANGES_PER_KIND` changes of each kind made through the API: a
   backend weight (merge patch of a `SozuCluster`), a route path (`SozuFrontend`), a certificate
@@ -121,6 +127,9 @@ async def _cold_start(emulator: EmulatorProcess, workload: Workload) -> dict[str
                 memory = memory_kib(operator.pid)
                 verbs = await emulator.verbs()
                 phases = await _phases(operator, timing)
+                sync_seconds = await in_sync(kube, operator, within=900 + expected / 50)
+                async with profiled(operator, "sozu_restart"):
+                    restart = await _sozu_restart(emulator, operator, expected)
                 warnings = operator.warnings()
             finally:
                 await operator.stop(grace=5.0)
@@ -130,6 +139,9 @@ async def _cold_start(emulator: EmulatorProcess, workload: Workload) -> dict[str
         restored = await _leave_as_the_cli_did(emulator, workload)
 
     raw_rate = median([before["rate"], after["rate"]])
+    restart["rate"] = expected / restart["seconds"]
+    restart["ratio"] = restart["rate"] / raw_rate
+    restart["met"] = restart["ratio"] >= TARGET_RATIO
     seconds = timing["seconds"]
     send_seconds = seconds - timing["first_mutation_seconds"]
     rate = expected / seconds
@@ -141,8 +153,10 @@ async def _cold_start(emulator: EmulatorProcess, workload: Workload) -> dict[str
         "raw_round_trip_rate": raw_rate,
         "ratio": rate / raw_rate,
         "met": rate / raw_rate >= TARGET_RATIO,
+        "sozu_restart": restart,
         "details": {
             "target_ratio": TARGET_RATIO,
+            "start_to_in_sync_seconds": timing["seconds"] + sync_seconds,
             "reference": {"raw_round_trip_rate": raw_rate, "before": before["rate"],
                           "after": after["rate"], "requests_each": RAW_REQUESTS},
             "seconds_to_first_mutation": timing["first_mutation_seconds"],
@@ -159,6 +173,44 @@ async def _cold_start(emulator: EmulatorProcess, workload: Workload) -> dict[str
             "setup": {"command": operator_command(), "resources": len(workload.resources),
                       "api_create_seconds": load_seconds},
         },
+    }
+
+
+async def _sozu_restart(emulator: EmulatorProcess, operator: OperatorProcess,
+                        expected: int) -> dict[str, Any]:
+    """Sōzu restarted under the running operator, in sync and idle: timed from the restart
+    (Sōzu back to its listeners, every connection closed) until Sōzu answered the last of the
+    `expected` mutations, by the emulator's own stamp (one monotonic clock for both
+    processes). Nothing else may be sent: exactly the cold start's additions."""
+    await emulator.command("reset_counts")
+    restarted = time.monotonic()
+    await emulator.restart()
+    deadline = restarted + 120 + expected / 200
+    first: float | None = None
+    while True:
+        await asyncio.sleep(0.02)  # gently: the operator needs the CPU
+        counts = await emulator.command("counts")
+        done = mutations_in(counts["verbs"])
+        if done and first is None:
+            first = time.monotonic()
+        if done >= expected:
+            break
+        operator.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{done} of {expected} mutations after the restart:\n"
+                               f"{operator.log_tail()}")
+    await asyncio.sleep(0.5)  # anything more would be a defect
+    verbs = await emulator.verbs()
+    if mutations_in(verbs) != expected or any(verb.startswith("Remove") and count
+                                              for verb, count in verbs.items()):
+        raise AssertionError(f"after a restart the operator sent {verbs}, not {expected} adds")
+    seconds = float(counts["last_mutation_answered"]) - restarted
+    return {
+        "requests": expected,
+        "seconds": seconds,
+        # Polled every 20 ms: up to that much late.
+        "seconds_to_first_mutation": (first or restarted) - restarted,
+        "requests_by_verb": verb_delta(verbs, {}),
     }
 
 

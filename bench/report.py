@@ -94,6 +94,24 @@ def _cold_start_cells(result: Json) -> list[str]:
             _pct(result["ratio"])]
 
 
+def _restart_of(operator_cold: Json | None) -> Json | None:
+    """The Sōzu-restart measurement of an operator cold-start result, shaped as a hook's own
+    result (its status, the shared raw reference) for the row helpers."""
+    if (operator_cold or {}).get("status") != "measured":
+        return operator_cold
+    assert operator_cold is not None
+    return {"status": "measured", **operator_cold["sozu_restart"],
+            "raw_round_trip_rate": operator_cold["raw_round_trip_rate"]}
+
+
+def _restart_cells(result: Json) -> list[str]:
+    return [f"{_n(result['rate'])} req/s ({_n(result['requests'])} requests in "
+            f"{_s(result['seconds'])} from the restart; first request after "
+            f"{_s(result['seconds_to_first_mutation'])})",
+            f"{_n(result['raw_round_trip_rate'])} req/s raw round trips",
+            _pct(result["ratio"])]
+
+
 def _change_cells(result: Json) -> list[str]:
     return [f"p50 {_ms(result['p50_ms'])}, p99 {_ms(result['p99_ms'])} ({result['changes']} "
             f"changes; debounce {_ms(result['debounce_ms'])})",
@@ -139,22 +157,31 @@ def _plot_cold_start(results: Json, img: Path) -> Path:
     cold = [results["per_size"][str(s)]["cold_start"] for s in sizes]
     labels = [_size(s) for s in sizes]
     x = range(len(sizes))
-    width = 0.26
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    width = 0.16
+
+    def operator_rate(c: Json, restart: bool) -> float:
+        result = (_restart_of(c["operator"]) if restart else c["operator"]) or {}
+        return float(result["rate"]) if result.get("status") == "measured" else 0.0
+
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     raw = [c["reference"]["raw_round_trip_rate"] for c in cold]
-    ax.bar([i - width for i in x], raw, width, label="reference: raw round trips (ListWorkers)",
-           color="#bbbbbb")
-    ax.bar(x, [c["send_rate"] for c in cold], width, label="apply: sending phase only",
-           color="#8fb3d9")
-    ax.bar([i + width for i in x], [c["rate"] for c in cold], width,
-           label="apply: read + reconcile + send", color="#1f5f9f")
+    series = [
+        (raw, "reference: raw round trips (ListWorkers)", "#bbbbbb"),
+        ([c["send_rate"] for c in cold], "apply: sending phase only", "#8fb3d9"),
+        ([c["rate"] for c in cold], "apply: read + reconcile + send", "#1f5f9f"),
+        ([operator_rate(c, True) for c in cold], "running operator: Sōzu restarted",
+         "#2e8b57"),
+        ([operator_rate(c, False) for c in cold], "operator process started", "#9acd9a"),
+    ]
+    for n, (values, label, color) in enumerate(series):
+        ax.bar([i + (n - 2) * width for i in x], values, width, label=label, color=color)
     for i, r in enumerate(raw):
-        ax.plot([i - 1.5 * width, i + 1.5 * width], [0.8 * r] * 2, color="#c0392b", lw=1.5,
+        ax.plot([i - 2.5 * width, i + 2.5 * width], [0.8 * r] * 2, color="#c0392b", lw=1.5,
                 label="target: 80 % of raw" if i == 0 else None)
     ax.set_xticks(list(x), [f"{label} frontends" for label in labels])
     ax.set_ylabel("requests per second")
     ax.set_title("Cold start: programming rate vs raw round-trip rate (same run)")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
     path = img / "bench-cold-start.png"
     _save(fig, path)
     return path
@@ -313,9 +340,16 @@ def _summary(results: Json) -> list[str]:
         ])
     for size in sizes:
         operator_cold = results["per_size"][str(size)]["cold_start"]["operator"]
-        rows.append(["1", f"cold start, {_size(size)} frontends via the running operator",
-                     *_operator_cells(operator_cold, _cold_start_cells), "≥ 80 %",
-                     _met_if(operator_cold)])
+        rows.append(["1", f"cold start, {_size(size)} frontends via the running operator: Sōzu "
+                     "restarted under it", *_operator_cells(_restart_of(operator_cold),
+                                                            _restart_cells),
+                     "≥ 80 %", _met_if(_restart_of(operator_cold))])
+    for size in sizes:
+        operator_cold = results["per_size"][str(size)]["cold_start"]["operator"]
+        rows.append(["1", f"cold start, {_size(size)} frontends via an operator process "
+                     "started on an empty Sōzu", *_operator_cells(operator_cold,
+                                                                 _cold_start_cells),
+                     "≥ 80 %", _met_if(operator_cold)])
     r = results["resync"]
     first, reread = r["reference_first_read"], r["reread"]
     rows.append([
@@ -395,6 +429,30 @@ def _summary(results: Json) -> list[str]:
     return _table(["#", "Figure", "Measured", "Reference", "Ratio", "Target", "Met?"], rows)
 
 
+def _process_start_gaps(results: Json) -> list[str]:
+    """Why an operator process started on an empty Sōzu falls short of the target, in figures
+    of this run: its fixed start-up cost against the time the whole work takes raw."""
+    lines = []
+    for size in results["sizes"]:
+        result = results["per_size"][str(size)]["cold_start"]["operator"]
+        if (result or {}).get("status") != "measured" or result["met"]:
+            continue
+        raw_seconds = result["requests"] / result["raw_round_trip_rate"]
+        first = result["details"]["seconds_to_first_mutation"]
+        restart = result["sozu_restart"]
+        lines.append(
+            f"- **Operator process started, {_size(size)}: {_pct(result['ratio'])}, below "
+            f"80 %.** Its first request left {_s(first)} after the process started: the "
+            "interpreter's start and imports (about 0.6 s, `time python -c \"import "
+            "sozu_operator.kube.operator\"`), logging in, its own LIST of everything watched. "
+            f"All {_n(result['requests'])} requests take {_s(raw_seconds)} at the raw rate: "
+            f"at 80 % the whole cold start may take {_s(raw_seconds / 0.8)}, start-up "
+            "included. Once running, the same "
+            f"operator re-programmed a restarted Sōzu at {_pct(restart['ratio'])} of raw "
+            f"(first request {_s(restart['seconds_to_first_mutation'])} after the restart).")
+    return [*lines, ""] if lines else []
+
+
 def _cold_section(results: Json) -> list[str]:
     lines = ["## 1. Cold start", "", "![cold start](img/bench-cold-start.png)", ""]
     rows = []
@@ -426,7 +484,17 @@ def _cold_section(results: Json) -> list[str]:
         "part of *programmed*).",
         "",
         "Running operator (`sozu-operator run`, a process, against the bundled Kubernetes API "
-        "emulator; its time includes the interpreter's start and imports, about 0.6 s): "
+        "emulator), **Sōzu restarted under it** once it is in sync and idle (back to its "
+        "listeners, every command connection closed; timed from the restart until Sōzu "
+        "answered the last request, which must be exactly the cold start's additions; the "
+        "same work as `apply`'s row, nothing starts): "
+        + "; ".join(f"{_size(size)}: " + _operator_line(
+            _restart_of(results["per_size"][str(size)]["cold_start"]["operator"]),
+            _restart_cells) for size in results["sizes"]) + ".",
+        "",
+        "The same operator **started as a process** on an empty Sōzu, with every resource "
+        "already in the API (its time includes the interpreter's start and imports, about "
+        "0.6 s, and its own LIST of everything watched): "
         + "; ".join(f"{_size(size)}: " + _operator_line(
             results["per_size"][str(size)]["cold_start"]["operator"], _cold_start_cells)
             for size in results["sizes"]) + ".",
@@ -613,6 +681,7 @@ def markdown(results: Json) -> str:
         "## Summary",
         "",
         *_summary(results),
+        *_process_start_gaps(results),
         *_cold_section(results),
         *_resync_section(results),
         *_single_section(results),

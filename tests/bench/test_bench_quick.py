@@ -44,7 +44,12 @@ def test_cold_start_programs_exactly_the_plan(results: dict[str, Any]) -> None:
         cold = entry["cold_start"]
         assert cold["mutations_seen_by_emulator"] == cold["requests"] > 0
         assert cold["reference"]["raw_round_trip_rate"] > 0
-        assert cold["operator"]["status"] in ("pending", "measured")
+        operator = cold["operator"]
+        assert operator["status"] in ("pending", "measured")
+        if operator["status"] == "measured":  # a restarted Sōzu gets the same additions
+            restart = operator["sozu_restart"]
+            assert restart["requests_by_verb"] == operator["details"]["requests_by_verb"]
+            assert restart["seconds"] > 0
 
 
 def test_no_op_resync_sends_no_mutation_and_skips_clusters(results: dict[str, Any]) -> None:
