@@ -124,9 +124,9 @@ async def test_a_restarted_sozu_is_reprogrammed_as_soon_as_it_hangs_up(
                               latencies))
     assert max(latencies) < 2.0, latencies
 
-    async def drift_events() -> list[str]:
-        return [e["involvedObject"]["name"] for e in await api.events()
-                if e["reason"] == "DriftRepaired"]
+    async def drift_events() -> list[tuple[str, str]]:
+        return [(e["involvedObject"]["kind"], e["involvedObject"]["name"])
+                for e in await api.events() if e["reason"] == "DriftRepaired"]
 
     async def all_posted() -> bool:  # they follow the programming
         return len(await drift_events()) >= RESTARTS * DRIFT_EVENTS_PER_PASS

@@ -100,6 +100,34 @@ async def test_restart_mid_apply_and_while_idle(
     assert max(latencies) < RESTART_CHECK + 4.0, latencies  # generous: the figure is printed
 
 
+async def test_a_restart_during_a_pass_is_not_planned_from_what_it_read(
+    crds: Api, kube: KubeEmulator, sozu: SozuEmulator, start_operator: StartOperator
+) -> None:
+    """Sōzu restarts right after answering the only request of a pass, which then writes its
+    statuses for a second more: that pass read a Sōzu that is gone and ends after Sōzu answers
+    again. The pass that follows must plan everything, not only what moved since the pass
+    before (nothing, on the resources' side); with the worker check and the resync at 60 s,
+    only the hang-up watch starts it."""
+    api = crds
+    static = await add_static(sozu)
+    await start_operator(sozu.socket_path, resync=60.0, restart_check=60.0)
+    await api.create(cluster("web", 9001, 9002), *many_frontends(3))
+    await converged(api, sozu, what="the first routes")
+    await quiet(kube, 0.3, within=30)
+    tap = RequestTap(sozu)
+    trigger = tap.at_mutation(1, tap.restart())
+    # The pass's status write outlasts the restart and Sōzu answering again.
+    slowed = kube.slow_next(1, seconds=1.0, path=r"/late000/status$", method="PATCH")
+    await api.create(*many_frontends(1, prefix="late"))
+    await eventually(lambda: trigger.fired, within=10, what="the pass adding the late route")
+    await tap.settle()
+    await converged(api, sozu, within=5, what="Sōzu re-programmed after the restart")
+    assert slowed.remaining == 0
+    assert set(owned_hostnames(sozu)) == {"f000.localhost", "f001.localhost",
+                                          "f002.localhost", "late000.localhost"}
+    assert unowned(sozu) == static
+
+
 async def test_socket_closed_mid_response(
     crds: Api, sozu: SozuEmulator, start_operator: StartOperator
 ) -> None:

@@ -365,15 +365,50 @@ async def test_waits_until_sozu_hangs_up_and_then_reconnects(socket_path: Path) 
         assert not waiting.done()  # nothing arrives on an idle connection
         hang_up.set()
         async with asyncio.timeout(5):
-            await waiting
+            assert await waiting is True
         assert not client.is_connected
         hang_up.clear()
         waiting = asyncio.create_task(client.wait_until_hung_up())  # a new connection
         await asyncio.sleep(0.1)
         hang_up.set()
         async with asyncio.timeout(5):
-            await waiting
+            assert await waiting is True
     assert len(peer.connections) == 2
+
+
+async def test_a_hang_up_right_after_an_answer_is_not_missed(socket_path: Path) -> None:
+    # The end of the stream came with the last answer: the client must report it, not quietly
+    # open a new connection to a Sōzu that may have lost everything.
+    async def answer_then_hang_up(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[Request | None]
+    ) -> None:
+        seen.append(await read_request(reader))
+        writer.write(frame_of(Response.ok(content=WorkerInfos(()))))
+        await writer.drain()
+
+    async with (
+        serving(socket_path, answer_then_hang_up) as peer,
+        SozuClient(socket_path) as client,
+    ):
+        await client.list_workers()
+        await asyncio.sleep(0.05)  # the hang-up reaches the client
+        async with asyncio.timeout(5):
+            assert await client.wait_until_hung_up() is True
+    assert len(peer.connections) == 1
+
+
+async def test_bytes_nobody_asked_for_are_not_a_hang_up(socket_path: Path) -> None:
+    async def write_unasked(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[Request | None]
+    ) -> None:
+        writer.write(frame_of(Response.ok()))
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async with serving(socket_path, write_unasked), SozuClient(socket_path) as client:
+        async with asyncio.timeout(5):
+            assert await client.wait_until_hung_up() is False
+        assert not client.is_connected
 
 
 # --- refused before anything is sent -------------------------------------------------------

@@ -38,6 +38,7 @@ from sozu_operator.live import LiveReader, ReadStats
 from sozu_operator.proxy import requests as rq
 from sozu_operator.proxy.certificates import fingerprint
 from sozu_operator.proxy.model import SocketAddress
+from sozu_operator.proxy.responses import WorkerInfo
 from sozu_operator.reconcile.desired import (
     BuildCache,
     DesiredBuild,
@@ -78,8 +79,11 @@ WATCHED = (
 
 
 # A restarted Sōzu is drift for every resource: one Event each would flood the API server
-# (60k after a restart at 50k routes). Past this many, the log and the metric say it.
+# (60k after a restart at 50k routes). Past this many, the log says how many.
 DRIFT_EVENTS_PER_PASS = 10
+# Seconds before retrying a Sōzu that hung up (doubled up to --restart-check), and the least
+# time between two reconnections.
+HANG_UP_RETRY = 0.05
 
 
 @dataclass(frozen=True)
@@ -472,9 +476,8 @@ class Reconciler:
         # each resource, and the last clean pass to plan the next one from.
         self._build_cache = BuildCache()
         self._baseline: Baseline | None = None
-        # Counts the times Sōzu was forgotten: a pass during which it moved read a stale Sōzu.
-        self._live_epoch = 0
         self._sozu_restarted = False  # the next pass skips the debounce
+        self._sozu_back = asyncio.Event()  # set when a restarted Sōzu answers again
 
     # --- signals from kopf ------------------------------------------------------------------
 
@@ -546,7 +549,10 @@ class Reconciler:
                         backoff = 0.5
                         continue
                     self._fail(outcome.failed)
-                await asyncio.sleep(backoff)
+                self._sozu_back.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff):
+                        await self._sozu_back.wait()  # a restarted Sōzu cuts the wait short
                 backoff = min(backoff * 2, 30.0)
                 self.dirty.set()
         finally:
@@ -685,38 +691,64 @@ class Reconciler:
             except SozuError:
                 self.dirty.set()
                 continue
-            pids = tuple(sorted(w.pid for w in workers))
-            if self._memory.worker_pids is not None and pids != self._memory.worker_pids:
-                log.warning("Sōzu workers changed (%s → %s): re-reading live state",
-                            self._memory.worker_pids, pids)
-                self.metrics.sozu_restarts.inc()
-                self._forget_live()
-                self.dirty.set()
-            self._memory.worker_pids = pids
+            self._note_workers(workers)
 
     async def _watch_hang_ups(self) -> None:
         """Sōzu's main process closes every command connection when it stops (restart, crash,
-        upgrade). An idle connection of our own sees that at once, so a restarted Sōzu, empty
-        or back to its boot state, is re-programmed within a pass, not at the next worker
-        check. Reconnecting reads the new worker pids, for that check to compare with."""
+        upgrade). An idle connection of our own sees that at once; as soon as Sōzu answers
+        again, a pass re-programs it, empty or back to its boot state, without waiting for the
+        next worker check or for the backoff of a pass that failed meanwhile."""
         watch = (await self._sozu()).sibling()
+        hung_up = False
+        retry = HANG_UP_RETRY
         try:
             while True:
                 try:
                     workers = await watch.list_workers()
-                    self._memory.worker_pids = tuple(sorted(w.pid for w in workers))
-                    await watch.wait_until_hung_up()
-                except SozuError:  # not up (yet): the worker check and passes report it
-                    await asyncio.sleep(self.config.restart_check)
+                except SozuError:  # down: retried quickly after a hang-up, else at the check
+                    await asyncio.sleep(retry if hung_up else self.config.restart_check)
+                    retry = min(retry * 2, self.config.restart_check)
                     continue
-                log.warning("Sōzu closed its command connection (restart, upgrade or crash): "
-                            "re-reading live state")
-                self.metrics.sozu_restarts.inc()
-                self._forget_live()
-                self._sozu_restarted = True
-                self.dirty.set()
+                connected = time.monotonic()
+                self._note_workers(workers)
+                if hung_up:
+                    log.warning("Sōzu answers again after closing its command connection "
+                                "(restart, upgrade or crash): re-reading live state")
+                    self._restarted()
+                    hung_up, retry = False, HANG_UP_RETRY
+                try:
+                    hung_up = await watch.wait_until_hung_up()
+                except SozuError:
+                    continue
+                if hung_up:
+                    self.metrics.sozu_restarts.inc()
+                    self._forget_live()
+                    # The pids that follow are the restart's, counted once here, not news.
+                    self._memory.worker_pids = None
+                else:
+                    log.warning("Sōzu wrote on a command connection where nothing was asked: "
+                                "reconnecting")
+                # A Sōzu that answers and hangs up at once (a crash loop) is not a busy loop.
+                await asyncio.sleep(max(0.0, connected + HANG_UP_RETRY - time.monotonic()))
         finally:
             await watch.aclose()
+
+    def _note_workers(self, workers: Iterable[WorkerInfo]) -> None:
+        """Compare Sōzu's worker pids with the last ones seen: new pids are a restart."""
+        pids = tuple(sorted(w.pid for w in workers))
+        before, self._memory.worker_pids = self._memory.worker_pids, pids
+        if before is not None and pids != before:
+            log.warning("Sōzu workers changed (%s → %s): re-reading live state", before, pids)
+            self.metrics.sozu_restarts.inc()
+            self._restarted()
+
+    def _restarted(self) -> None:
+        """Sōzu restarted and answers: read it whole and re-program it now, without the
+        debounce (it serves nothing meanwhile) nor the backoff of a failed pass."""
+        self._forget_live()
+        self._sozu_restarted = True
+        self._sozu_back.set()
+        self.dirty.set()
 
     def request_full_read(self) -> None:
         """Have the next pass read Sōzu whole (routes no cluster covers included), as each
@@ -734,7 +766,6 @@ class Reconciler:
         self._reader.forget()
         self._full_read_due = True
         self._baseline = None
-        self._live_epoch += 1
 
     async def _sozu(self) -> SozuClient:
         if self._client is None:
@@ -858,7 +889,6 @@ class Reconciler:
         secrets = [entry.body for entry in snapshot.secrets]
         slices = [entry.body for entry in snapshot.endpoint_slices]
         client = await self._sozu()
-        epoch = self._live_epoch
         live = await self._reader.read(client, full=self._full_read_due)
         self._full_read_due = False
         digest = snapshot.digest()
@@ -945,10 +975,6 @@ class Reconciler:
         # (nothing held back, nothing failed): every object it did not send for was in place.
         clean = complete and applied_ok and len(applied.applied) == len(result.plan.steps)
         self._baseline = Baseline(result.desired, live, applied.applied) if clean else None
-        if self._live_epoch != epoch:
-            # Sōzu restarted (or a request failed) during the pass: what it read is stale, so
-            # the next pass, already due, must not plan from it.
-            self._forget_live()
         seconds = time.perf_counter() - started
         self.metrics.reconcile_seconds.observe(seconds)
         log.debug("pass: %.1f ms, %d request(s) sent in %.1f ms, %s", seconds * 1000,

@@ -296,17 +296,24 @@ class SozuClient:
             with contextlib.suppress(OSError):
                 await connection.writer.wait_closed()
 
-    async def wait_until_hung_up(self) -> None:
-        """Open the connection if needed, then wait until Sōzu closes it: its main process
-        stopped (restart, crash, upgrade). Sōzu writes only answers, so on a client that sends
-        nothing else this wait ends only then; the connection is dropped afterwards. Raises
-        SozuConnectError if it cannot be opened."""
+    async def wait_until_hung_up(self) -> bool:
+        """Wait until Sōzu closes this client's connection (opened if there is none): its main
+        process stopped (restart, crash, upgrade). True then; False if Sōzu wrote something
+        instead, which it never does unasked. The connection is dropped either way. Only for
+        a client that sends nothing else: the wait holds the client's lock. Raises
+        SozuConnectError if no connection can be opened."""
         async with self._lock:
+            connection = self._connection
+            if connection is not None and (
+                connection.reader.at_eof() or connection.writer.is_closing()
+            ):  # it hung up already, e.g. right after its last answer
+                self._drop_connection()
+                return True
             connection = await self._ensure_connection()
             try:
-                await connection.reader.read(1)
+                return not await connection.reader.read(1)
             except OSError:  # a reset is a hang-up too
-                pass
+                return True
             finally:
                 self._drop_connection()
 
