@@ -187,6 +187,11 @@ class BuildCache:
     def __init__(self) -> None:
         self._kept: dict[int, tuple[Parsed, object, object]] = {}
         self._used: dict[int, tuple[Parsed, object, object]] = {}
+        # The last clean build, per resource, for the next build to start from (`_rebuild`).
+        self.memo: _Memo | None = None
+        # Whether the next whole build records what each resource adds (it costs about a
+        # quarter more): not while the builds have problems, and so could not be reused.
+        self.record = True
 
     def product(self, parsed: Parsed, inputs: object, make: Callable[[], T]) -> T:
         entry = self._kept.get(id(parsed))
@@ -197,6 +202,68 @@ class BuildCache:
 
     def finish(self) -> None:
         self._kept, self._used = self._used, {}
+
+    def finish_partly(self, gone: Iterable[object]) -> None:
+        """End a build that handled only some resources: entries of the others stay."""
+        for obj in gone:
+            self._kept.pop(id(obj), None)
+        self._kept.update(self._used)
+        self._used = {}
+
+    def abandon(self) -> None:
+        """Forget what an unfinished build produced."""
+        self._used = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _Contribution:
+    """What one accepted resource put into a build."""
+
+    parsed: Parsed
+    volatile: bool  # redone at every build: its Service or Secret may resolve otherwise
+    clusters: tuple[Cluster, ...]
+    backends: tuple[Backend, ...]
+    http: tuple[HttpFrontend, ...]
+    https: tuple[HttpFrontend, ...]
+    tcp: tuple[TcpFrontend, ...]
+    certificates: tuple[tuple[SocketAddress, str, CertificateAndKey], ...]
+    claims: tuple[Identity, ...]
+    covered: tuple[tuple[ResourceRef, FrontendSpec], ...]  # HTTPS routes a certificate should serve
+    facts: certs.CertificateFacts | None
+
+    @property
+    def ref(self) -> ResourceRef:
+        return self.parsed.ref
+
+    def source_keys(self) -> Iterable[ObjectKey]:
+        """Its keys of `DesiredBuild.sources`, in the order the builder adds them."""
+        keys: list[ObjectKey] = [("cluster", c.cluster_id) for c in self.clusters]
+        keys += [("backend", b.identity) for b in self.backends]
+        keys += [("http_frontend", f.key) for f in self.http]
+        keys += [("https_frontend", f.key) for f in self.https]
+        keys += [("tcp_frontend", f) for f in self.tcp]
+        keys += [("certificate", (address, fp)) for address, fp, _ in self.certificates]
+        return keys
+
+
+@dataclass
+class _Memo:
+    """A clean build (no problem, nothing unresolved) kept per resource, with the builder's
+    tables, for the next build to redo only what moved."""
+
+    inputs: tuple[object, ...]  # everything besides the resources and the clock
+    now: datetime.datetime
+    build: DesiredBuild
+    contributions: dict[ResourceRef, _Contribution]
+    by_id: dict[int, _Contribution]  # id(parsed) of those not volatile
+    ignored: dict[int, tuple[Parsed, ResourceRef]]  # resources of another class
+    claims: dict[Identity, ResourceRef]
+    cluster_ids: dict[tuple[str, str], str]
+    served: dict[SocketAddress, frozenset[str]]  # names the certificates serve, per address
+
+    def usable(self, inputs: tuple[object, ...], now: datetime.datetime) -> bool:
+        until = self.build.valid_until
+        return inputs == self.inputs and self.now <= now and (until is None or now < until)
 
 
 class _Builder:
@@ -224,6 +291,9 @@ class _Builder:
         self.notes: list[FieldError] = []
         self.sources: dict[ObjectKey, ResourceRef] = {}
         self.claims: dict[Identity, ResourceRef] = {}
+        self.claim_log: list[Identity] = []  # every identity taken, in order
+        # Filled when recording: what each accepted resource put into the build.
+        self.contributions: dict[ResourceRef, _Contribution] | None = None
         self.accepted: list[ResourceRef] = []
         self.accepted_https: list[tuple[ResourceRef, FrontendSpec]] = []  # routes to cover
         self.unresolved: list[ResourceRef] = []
@@ -264,12 +334,39 @@ class _Builder:
                 return holder, identity
         for identity in identities:
             self.claims[identity] = ref
+        self.claim_log.extend(identities)
         return None
 
     def listener_missing(self, kind: ListenerType, address: SocketAddress) -> str | None:
         if self.live_listeners is None or (kind, address) in self.live_listeners:
             return None
         return f"Sōzu has no {kind.name} listener at {address}"
+
+    def marks(self) -> tuple[int, ...]:
+        """Where each output list ends now: what a resource adds starts there."""
+        return (len(self.accepted), len(self.clusters), len(self.backends),
+                len(self.http_frontends), len(self.https_frontends), len(self.tcp_frontends),
+                len(self.certificates), len(self.claim_log), len(self.accepted_https))
+
+    def contribution(self, parsed: Parsed, marks: tuple[int, ...]) -> _Contribution:
+        """What `parsed` added since `marks`."""
+        _, clusters, backends, http, https, tcp, certificates, claims, covered = marks
+        spec = parsed.spec
+        return _Contribution(
+            parsed=parsed,
+            # Resolvers may answer otherwise next time with the same resource.
+            volatile=(isinstance(spec, ClusterSpec) and spec.service is not None)
+            or (isinstance(spec, CertificateSpec) and spec.secret_ref is not None),
+            clusters=tuple(self.clusters[clusters:]),
+            backends=tuple(self.backends[backends:]),
+            http=tuple(self.http_frontends[http:]),
+            https=tuple(self.https_frontends[https:]),
+            tcp=tuple(self.tcp_frontends[tcp:]),
+            certificates=tuple(self.certificates[certificates:]),
+            claims=tuple(self.claim_log[claims:]),
+            covered=tuple(self.accepted_https[covered:]),
+            facts=self.facts.get(parsed.ref) if isinstance(spec, CertificateSpec) else None,
+        )
 
     # --- clusters --------------------------------------------------------------------------
 
@@ -649,25 +746,41 @@ def build_desired(
 
     `live_listeners` None skips the listener checks (nothing known about the proxy yet).
     `class_name` None handles every resource; otherwise only resources of that className, plus
-    those without one when `default_class`. Raises only for a bad `owner`."""
+    those without one when `default_class`. Raises only for a bad `owner`.
+
+    With a `cache` kept from the last call, a build after a clean one (no problem, nothing
+    unresolved) redoes only the resources whose `Parsed` object is not the very same, and
+    gives exactly what building everything gives."""
     ownership.check_owner(owner)
-    builder = _Builder(
-        owner=owner,
-        sozu_version=sozu_version,
-        live_listeners=live_listeners,
-        resolve_service=resolve_service,
-        resolve_secret=resolve_secret,
-        now=now or datetime.datetime.now(datetime.UTC),
-        cache=cache or BuildCache(),
-    )
-    ignored: list[ResourceRef] = []
-    candidates: list[tuple[ResourceRef, object]] = []
-    for obj in resources:
-        ref = obj.ref if isinstance(obj, Parsed) else resource_ref(obj)
-        if _selected(_raw_class(obj), class_name, default_class):
-            candidates.append((ref, obj))
-        else:
-            ignored.append(ref)
+    moment = now or datetime.datetime.now(datetime.UTC)
+
+    def builder() -> _Builder:
+        return _Builder(
+            owner=owner,
+            sozu_version=sozu_version,
+            live_listeners=live_listeners,
+            resolve_service=resolve_service,
+            resolve_secret=resolve_secret,
+            now=moment,
+            cache=cache or BuildCache(),
+        )
+
+    inputs = (owner, sozu_version, None if live_listeners is None else set(live_listeners),
+              class_name, default_class, resolve_service is None, resolve_secret is None)
+    objects = resources if isinstance(resources, Sequence) else list(resources)
+    if cache is not None and cache.memo is not None and cache.memo.usable(inputs, moment):
+        rebuilt = _rebuild(cache.memo, builder(), objects, moment,
+                           class_name=class_name, default_class=default_class)
+        if rebuilt is not None:
+            return rebuilt
+        cache.abandon()
+    build = builder()
+    if cache is not None and cache.record:
+        build.contributions = {}
+    selection = _Selection(class_name, default_class)
+    for obj in objects:
+        selection.take(obj)
+    candidates, ignored = selection.candidates, selection.ignored
 
     # The same resource twice (two files defining it): neither definition is trusted. Refs
     # made up for garbage ("(no name)") are not identities, so they never count as repeats.
@@ -675,21 +788,64 @@ def build_desired(
     parsed: list[Parsed] = []
     for ref, obj in candidates:
         if counts[ref] > 1:
-            builder.fail(ref, "", f"is defined {counts[ref]} times; no definition is used")
+            build.fail(ref, "", f"is defined {counts[ref]} times; no definition is used")
             continue
-        result = _parse(obj, sozu_version)
-        if isinstance(result, Invalid):
-            builder.add_problems(result.errors)
+        checked = _parse(obj, sozu_version)
+        if isinstance(checked, Invalid):
+            build.add_problems(checked.errors)
         else:
-            parsed.append(result)
+            parsed.append(checked)
     meta = {p.ref: p.meta for p in parsed}
     for ref, _ in candidates:
         if counts[ref] > 1 or ref not in meta:
-            _remember_cluster_failure(builder, ref)
+            _remember_cluster_failure(build, ref)
 
     parsed.sort(key=_precedence)
-    # Clusters first (frontends need them), then frontends, then certificates; each stage in
-    # order of precedence.
+    _add_stages(build, parsed)
+    build.note_uncovered_hostnames()
+    build.cache.finish()
+    result = build.result(ignored, meta)
+    if cache is not None:
+        clean = not build.problems and not build.unresolved
+        recorded = build.contributions is not None
+        cache.record = clean
+        cache.memo = None if not clean or not recorded else _Memo(
+            inputs=inputs,
+            now=moment,
+            build=result,
+            contributions=build.contributions or {},
+            by_id={id(c.parsed): c for c in (build.contributions or {}).values()
+                   if not c.volatile},
+            ignored=selection.ignored_parsed,
+            claims=build.claims,
+            cluster_ids=build.cluster_ids,
+            served=_served_names(build.served),
+        )
+    return result
+
+
+class _Selection:
+    """Resources sorted into those this build handles and those of another class."""
+
+    def __init__(self, class_name: str | None, default_class: bool) -> None:
+        self.class_name, self.default_class = class_name, default_class
+        self.candidates: list[tuple[ResourceRef, object]] = []
+        self.ignored: list[ResourceRef] = []
+        self.ignored_parsed: dict[int, tuple[Parsed, ResourceRef]] = {}  # kept for `_Memo`
+
+    def take(self, obj: object) -> None:
+        ref = obj.ref if isinstance(obj, Parsed) else resource_ref(obj)
+        if _selected(_raw_class(obj), self.class_name, self.default_class):
+            self.candidates.append((ref, obj))
+        else:
+            self.ignored.append(ref)
+            if isinstance(obj, Parsed):
+                self.ignored_parsed[id(obj)] = (obj, ref)
+
+
+def _add_stages(builder: _Builder, parsed: Sequence[Parsed]) -> None:
+    """Clusters first (frontends need them), then frontends, then certificates; each stage in
+    the order of `parsed` (precedence)."""
     clusters: list[tuple[Parsed, ClusterSpec]] = []
     frontends: list[tuple[Parsed, FrontendSpec]] = []
     certificates: list[tuple[Parsed, CertificateSpec]] = []
@@ -706,9 +862,169 @@ def build_desired(
         _remember_cluster_failure(builder, item.ref)
     _add_each(builder, frontends, builder.add_frontend)
     _add_each(builder, certificates, builder.add_certificate)
+
+
+def _served_names(
+    served: Mapping[SocketAddress, Iterable[certs.CertificateFacts]],
+) -> dict[SocketAddress, frozenset[str]]:
+    return {address: frozenset(name for facts in listed for name in facts.names)
+            for address, listed in served.items()}
+
+
+def _rebuild(
+    memo: _Memo,
+    builder: _Builder,
+    resources: Iterable[object],
+    now: datetime.datetime,
+    *,
+    class_name: str | None,
+    default_class: bool,
+) -> DesiredBuild | None:
+    """The build of `resources` made from `memo`, redoing only the resources whose object is
+    not the very same `Parsed` (and the volatile ones), then updating `memo`. None, with
+    `memo` untouched, when that might differ from building everything: a resource defined
+    twice or now invalid, any problem or unresolved reference, a SozuCluster gone or with
+    another Sōzu id (its frontends would fail)."""
+    by_id, ignored_before = memo.by_id, memo.ignored
+    unchanged: set[int] = set()
+    selection = _Selection(class_name, default_class)
+    for obj in resources:
+        handle = id(obj)
+        kept = by_id.get(handle)
+        if kept is not None and kept.parsed is obj:
+            if handle in unchanged:
+                return None  # the same resource twice
+            unchanged.add(handle)
+            continue
+        skipped = ignored_before.get(handle)
+        if skipped is not None and skipped[0] is obj:
+            selection.ignored.append(skipped[1])
+            selection.ignored_parsed[handle] = skipped
+            continue
+        selection.take(obj)
+    changed, ignored = selection.candidates, selection.ignored
+    contributions = memo.contributions
+    gone = [] if len(unchanged) == len(contributions) else [
+        c for c in contributions.values() if id(c.parsed) not in unchanged
+    ]
+    gone_refs = {c.ref for c in gone}
+    redone: list[Parsed] = []
+    for ref, obj in changed:
+        if ref in contributions and ref not in gone_refs:
+            return None  # defined twice: once unchanged, once anew
+        checked = _parse(obj, builder.sozu_version)
+        if isinstance(checked, Invalid):
+            return None
+        redone.append(checked)
+    if len({p.ref for p in redone}) < len(redone):
+        return None
+
+    builder.claims = dict(memo.claims)
+    builder.cluster_ids = dict(memo.cluster_ids)
+    for c in gone:
+        for identity in c.claims:
+            del builder.claims[identity]
+        if c.clusters:
+            del builder.cluster_ids[(c.ref.namespace, c.ref.name)]
+    builder.contributions = {}
+    redone.sort(key=_precedence)
+    _add_stages(builder, redone)
+    if builder.problems or builder.notes or builder.unresolved:
+        return None
+    for c in gone:
+        if c.clusters and builder.cluster_ids.get(
+            (c.ref.namespace, c.ref.name)
+        ) != c.clusters[0].cluster_id:
+            return None
+    new = builder.contributions
+
+    before = memo.build
+    state = before.state
+    clusters, backends = dict(state.clusters), dict(state.backends)
+    http, https = dict(state.http_frontends), dict(state.https_frontends)
+    tcp, certificates = set(state.tcp_frontends), dict(state.certificates)
+    sources, facts, meta = dict(before.sources), dict(before.certificates), dict(before.meta)
+    for c in gone:
+        for cluster in c.clusters:
+            del clusters[cluster.cluster_id]
+        for backend in c.backends:
+            del backends[backend.identity]
+        for route in c.http:
+            del http[route.key]
+        for route in c.https:
+            del https[route.key]
+        tcp.difference_update(c.tcp)
+        for address, fp, _ in c.certificates:
+            del certificates[(address, fp)]
+        for key in c.source_keys():
+            del sources[key]
+        facts.pop(c.ref, None)
+        del meta[c.ref]
+    for c in new.values():
+        clusters.update((cluster.cluster_id, cluster) for cluster in c.clusters)
+        backends.update((backend.identity, backend) for backend in c.backends)
+        http.update((route.key, route) for route in c.http)
+        https.update((route.key, route) for route in c.https)
+        tcp.update(c.tcp)
+        certificates.update(((address, fp), cert) for address, fp, cert in c.certificates)
+        sources.update((key, c.ref) for key in c.source_keys())
+        if c.facts is not None:
+            facts[c.ref] = c.facts
+        meta[c.ref] = c.parsed.meta
+
+    # The memo becomes this build's.
+    for c in gone:
+        del contributions[c.ref]
+        by_id.pop(id(c.parsed), None)
+    for ref, c in new.items():
+        contributions[ref] = c
+        if not c.volatile:
+            by_id[id(c.parsed)] = c
+    builder.cache.finish_partly(c.parsed for c in gone)
+
+    # Notes on uncovered hostnames: each route's depends on the names served at its address.
+    served: dict[SocketAddress, list[certs.CertificateFacts]] = {}
+    for ref, found in facts.items():
+        for address, _, _ in contributions[ref].certificates:
+            served.setdefault(address, []).append(found)
+    served_names = _served_names(served)
+    builder.served = served
+    if served_names == memo.served:
+        kept_notes = [n for n in before.notes if n.ref not in gone_refs]
+        builder.accepted_https = [entry for c in new.values() for entry in c.covered]
+    else:
+        kept_notes = []
+        builder.accepted_https = [entry for c in contributions.values() for entry in c.covered]
     builder.note_uncovered_hostnames()
-    builder.cache.finish()
-    return builder.result(ignored, meta)
+    notes = sorted([*kept_notes, *builder.notes], key=lambda n: n.ref)
+
+    new_refs = set(new)
+    accepted = before.accepted if new_refs == gone_refs else tuple(
+        sorted((set(before.accepted) - gone_refs) | new_refs)
+    )
+    valid_until = None
+    for found in facts.values():
+        for moment in (found.not_before, found.not_after):
+            if moment >= now and (valid_until is None or moment < valid_until):
+                valid_until = moment
+    result = DesiredBuild(
+        state=ProxyState.of_tables(
+            clusters=clusters, backends=backends, http_frontends=http, https_frontends=https,
+            tcp_frontends=tcp, certificates=certificates,
+        ),
+        problems=(),
+        notes=tuple(notes),
+        sources=MappingProxyType(sources),
+        accepted=accepted,
+        ignored=tuple(sorted(ignored)),
+        unresolved=(),
+        certificates=MappingProxyType(facts),
+        meta=MappingProxyType(meta),
+        valid_until=valid_until,
+    )
+    memo.now, memo.build, memo.ignored = now, result, selection.ignored_parsed
+    memo.claims, memo.cluster_ids, memo.served = builder.claims, builder.cluster_ids, served_names
+    return result
 
 
 def _parse(obj: object, sozu_version: int) -> Parsed | Invalid:
@@ -720,11 +1036,16 @@ def _parse(obj: object, sozu_version: int) -> Parsed | Invalid:
 
 def _add_each(builder: _Builder, items: Iterable[tuple[Parsed, S]],
               add: Callable[[Parsed, S], None]) -> None:
+    recording = builder.contributions
     for item, spec in items:
+        marks = builder.marks() if recording is not None else ()
         try:
             add(item, spec)
         except Exception as error:  # isolation: one resource never breaks a batch
             builder.fail(item.ref, "", f"{INTERNAL_ERROR}: {type(error).__name__}: {error}")
+            continue
+        if recording is not None and len(builder.accepted) > marks[0]:
+            recording[item.ref] = builder.contribution(item, marks)
 
 
 def _remember_cluster_failure(builder: _Builder, ref: ResourceRef) -> None:

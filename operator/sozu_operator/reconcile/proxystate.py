@@ -74,6 +74,29 @@ class ProxyState:
         )
 
     @classmethod
+    def of_tables(
+        cls,
+        *,
+        clusters: dict[str, Cluster],
+        backends: dict[BackendKey, Backend],
+        http_frontends: dict[str, HttpFrontend],
+        https_frontends: dict[str, HttpFrontend],
+        tcp_frontends: Iterable[TcpFrontend],
+        certificates: dict[CertificateKey, CertificateAndKey],
+        listeners: Mapping[ListenerKey, HttpListener | HttpsListener | TcpListener] | None = None,
+    ) -> ProxyState:
+        """A snapshot over tables the caller hands over (and no longer changes)."""
+        return cls(
+            clusters=MappingProxyType(clusters),
+            backends=MappingProxyType(backends),
+            http_frontends=MappingProxyType(http_frontends),
+            https_frontends=MappingProxyType(https_frontends),
+            tcp_frontends=frozenset(tcp_frontends),
+            certificates=MappingProxyType(certificates),
+            listeners=_frozen() if listeners is None else listeners,
+        )
+
+    @classmethod
     def from_config_state(cls, state: ConfigState) -> ProxyState:
         return cls.build(
             clusters=state.clusters.values(),

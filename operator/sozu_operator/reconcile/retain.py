@@ -85,13 +85,8 @@ def retain_failed(
                 if mine and certificate_key not in certificates:
                     certificates[certificate_key] = certificate
                     keep(ref)
-    state = ProxyState(
-        clusters=MappingProxyType(clusters),
-        backends=MappingProxyType(backends),
-        http_frontends=MappingProxyType(http),
-        https_frontends=MappingProxyType(https),
-        tcp_frontends=frozenset(tcp),
-        certificates=MappingProxyType(certificates),
-        listeners=desired.listeners,
+    state = ProxyState.of_tables(
+        clusters=clusters, backends=backends, http_frontends=http, https_frontends=https,
+        tcp_frontends=tcp, certificates=certificates, listeners=desired.listeners,
     )
     return Retention(state, MappingProxyType(retained))
