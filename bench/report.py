@@ -497,8 +497,9 @@ def _process_start_gaps(results: Json) -> list[str]:
         lines.append(
             f"- **Operator process started, {_size(size)}: {_pct(result['ratio'])}, below "
             f"80 %.** Its first request left {_s(first)} after the process started: the "
-            "interpreter's start and imports (about 0.6 s, `time python -c \"import "
-            "sozu_operator.kube.operator\"`), logging in, its own LIST of everything watched. "
+            "interpreter's start and imports (`python -X importtime -c \"import "
+            "sozu_operator.kube.operator\"` shows them), logging in, its own LIST of "
+            "everything watched. "
             f"All {_n(result['requests'])} requests take {_s(raw_seconds)} at the raw rate: "
             f"at 80 % the whole cold start may take {_s(raw_seconds / 0.8)}, start-up "
             "included. Once running, the same "
@@ -547,8 +548,8 @@ def _cold_section(results: Json) -> list[str]:
             _restart_cells) for size in results["sizes"]) + ".",
         "",
         "The same operator **started as a process** on an empty Sōzu, with every resource "
-        "already in the API (its time includes the interpreter's start and imports, about "
-        "0.6 s, and its own LIST of everything watched): "
+        "already in the API (its time includes the interpreter's start and imports, and its "
+        "own LIST of everything watched): "
         + "; ".join(f"{_size(size)}: " + _operator_line(
             results["per_size"][str(size)]["cold_start"]["operator"], _cold_start_cells)
             for size in results["sizes"]) + ".",
